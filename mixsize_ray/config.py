@@ -1,0 +1,340 @@
+"""Typed run configuration: YAML sections, ``--set section.key=value`` overrides, validation at load.
+
+A config file has the sections ``data``, ``model``, ``regime``, ``optim``, ``train``, ``ray`` and
+``tracking``; every key is optional and defaults live in the dataclasses below (one place, with units).
+Unknown sections or keys, wrong types and values outside their allowed set are refused at load with a
+one-line :class:`~mixsize_ray.errors.ConfigError` naming the field.
+
+Example:
+    >>> cfg = load_config(None, ["regime.sizes=[16,32]", "regime.probs=[0.5,0.5]", "regime.mode=B+"])
+    >>> cfg.regime.mode, cfg.regime.sizes
+    ('B+', [16, 32])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixsize_ray.errors import ConfigError
+
+MODES = ("fixed", "B+", "D+")
+SAMPLINGS = ("step", "image-fraction", "epoch", "progressive")
+DATASETS = ("shapes", "cifar10", "cifar100", "imagefolder")
+MODELS = ("resnet20", "resnet44", "resnet56", "wrn28_10", "resnet18", "resnet50", "efficientnet_b0")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("cosine", "step", "constant")
+LR_SCALINGS = ("none", "linear", "sqrt")
+LR_SCALING_BY = ("step", "mean")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+@dataclass
+class DataConfig:
+    """Dataset. ``train_size``/``test_size`` are image counts (subsample; None = whole split)."""
+
+    name: str = "shapes"
+    root: str | None = None
+    train_size: int | None = 10000
+    test_size: int | None = 2000
+    seed: int = 0
+    num_workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """Model by name; ``num_classes`` None = the dataset's."""
+
+    name: str = "resnet20"
+    num_classes: int | None = None
+
+
+@dataclass
+class RegimeConfig:
+    """MixSize regime: sizes (pixels), per-step (or per-image) probabilities, base (S0, B0, D0).
+
+    ``base_batch`` is the GLOBAL batch (all ranks). ``tolerance`` is the allowed relative deviation of the
+    realised per-step cost S^2*B*D from S0^2*B0*D0.
+    """
+
+    sizes: list[int] = field(default_factory=lambda: [32])
+    probs: list[float] = field(default_factory=lambda: [1.0])
+    base_size: int = 32
+    base_batch: int = 128
+    base_duplicates: int = 1
+    mode: str = "fixed"
+    sampling: str = "step"
+    tolerance: float = 0.1
+    max_batch: int | None = None
+    max_duplicates: int | None = None
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer, LR schedule (fractions of total steps for ``milestones``), LR scaling and smoothing.
+
+    ``smoothing_alpha`` None disables gradient smoothing (the official code uses 0.9).
+    """
+
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.8])
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    lr_scaling: str = "none"
+    lr_scaling_by: str = "step"
+    smoothing_alpha: float | None = None
+    label_smoothing: float = 0.0
+    per_image_loss: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Training loop. ``eval_size`` None = regime.base_size; ``sweep_sizes`` None = the dataset default."""
+
+    name: str = "mixsize"
+    epochs: int = 10
+    max_steps_per_epoch: int | None = None
+    seed: int = 0
+    eval_size: int | None = None
+    eval_every: int = 1
+    sweep_sizes: list[int] | None = None
+    calibrate_batches: int = 200
+    eval_batch_size: int = 256
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    output_dir: str = "runs"
+    num_to_keep: int = 2
+    max_failures: int = 0
+
+
+@dataclass
+class RayConfig:
+    """Ray cluster: ``address`` None = RAY_ADDRESS or a fresh local cluster. ``storage_path`` None = output_dir."""
+
+    address: str | None = None
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    storage_path: str | None = None
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: ``uri`` None = MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str = "mixsize-ray"
+    register_model: str | None = None
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data (for checkpoints and trackers)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened ``section.key`` mapping; list values of the regime spelled out as ``regime.p_<size>``."""
+        out: dict[str, Any] = {}
+        for sec, values in self.to_dict().items():
+            for k, v in values.items():
+                out[f"{sec}.{k}"] = v
+        for s, p in zip(self.regime.sizes, self.regime.probs, strict=False):
+            out[f"regime.p_{s}"] = p
+        return out
+
+
+_SECTION_TYPES = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "regime": RegimeConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "ray": RayConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(fieldname: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, str, bool, list[...], X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(fieldname, inner[0], value)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(fieldname, f"a list of {_type_name(item_tp)}", value)
+        return [_coerce(f"{fieldname}[{i}]", item_tp, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(fieldname, "true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise ConfigError(fieldname, "an integer", value)
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(fieldname, "a finite number", value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(fieldname, "a string", value)
+        return value
+    return value
+
+
+def _build_section(name: str, values: Any) -> Any:
+    cls = _SECTION_TYPES[name]
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(name, "a mapping of keys to values", values)
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        if k not in hints:
+            raise ConfigError(f"{name}.{k}", f"one of the keys {allowed}", k, hint="unknown key")
+        kwargs[k] = _coerce(f"{name}.{k}", hints[k], v)
+    return cls(**kwargs)
+
+
+def _choice(fieldname: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(fieldname, f"one of {list(allowed)}", value)
+
+
+def _positive(fieldname: str, value: Any, minimum: float = 1, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value < minimum:
+        raise ConfigError(fieldname, f">= {minimum}", value)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value against its allowed set or range; raise one-line ConfigError on the first bad one."""
+    _choice("data.name", cfg.data.name, DATASETS)
+    _positive("data.train_size", cfg.data.train_size, allow_none=True)
+    _positive("data.test_size", cfg.data.test_size, allow_none=True)
+    _positive("data.num_workers", cfg.data.num_workers, minimum=0)
+    _choice("model.name", cfg.model.name, MODELS)
+    _positive("model.num_classes", cfg.model.num_classes, minimum=2, allow_none=True)
+    _choice("regime.mode", cfg.regime.mode, MODES)
+    _choice("regime.sampling", cfg.regime.sampling, SAMPLINGS)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("optim.schedule", cfg.optim.schedule, LR_SCHEDULES)
+    _choice("optim.lr_scaling", cfg.optim.lr_scaling, LR_SCALINGS)
+    _choice("optim.lr_scaling_by", cfg.optim.lr_scaling_by, LR_SCALING_BY)
+    if not cfg.optim.lr > 0:
+        raise ConfigError("optim.lr", "> 0", cfg.optim.lr)
+    a = cfg.optim.smoothing_alpha
+    if a is not None and not 0.0 <= a < 1.0:
+        raise ConfigError("optim.smoothing_alpha", "null (off) or a number in [0, 1)", a)
+    if not 0.0 <= cfg.optim.label_smoothing < 1.0:
+        raise ConfigError("optim.label_smoothing", "a number in [0, 1)", cfg.optim.label_smoothing)
+    if any(not 0.0 < m < 1.0 for m in cfg.optim.milestones):
+        raise ConfigError("optim.milestones", "fractions of training in (0, 1)", cfg.optim.milestones)
+    _positive("optim.warmup_steps", cfg.optim.warmup_steps, minimum=0)
+    _choice("train.amp", cfg.train.amp, AMP_MODES)
+    _positive("train.epochs", cfg.train.epochs)
+    _positive("train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, allow_none=True)
+    _positive("train.eval_size", cfg.train.eval_size, allow_none=True)
+    _positive("train.eval_every", cfg.train.eval_every)
+    _positive("train.calibrate_batches", cfg.train.calibrate_batches)
+    _positive("train.eval_batch_size", cfg.train.eval_batch_size)
+    _positive("train.num_to_keep", cfg.train.num_to_keep)
+    _positive("train.max_failures", cfg.train.max_failures, minimum=-1)
+    if cfg.train.sweep_sizes is not None:
+        if not cfg.train.sweep_sizes or any(s <= 0 for s in cfg.train.sweep_sizes):
+            raise ConfigError("train.sweep_sizes", "a non-empty list of sizes > 0", cfg.train.sweep_sizes)
+    _positive("ray.num_workers", cfg.ray.num_workers)
+    if not cfg.ray.cpus_per_worker > 0:
+        raise ConfigError("ray.cpus_per_worker", "> 0", cfg.ray.cpus_per_worker)
+    # The regime (sizes, probabilities, budget) is validated by the solver itself.
+    from mixsize_ray.core.regime import regime_from_config
+
+    regime_from_config(cfg).solve()
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"section.key=value"`` -> (section, key, YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError("--set", "section.key=value", text)
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2 or parts[0] not in _SECTION_TYPES:
+        raise ConfigError("--set", f"section.key=value with section in {list(_SECTION_TYPES)}", text)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError("--set", "a YAML value after '='", raw) from None
+    return parts[0], parts[1], value
+
+
+def config_from_dict(raw: dict[str, Any] | None, overrides: list[str] | None = None) -> Config:
+    """Build and validate a Config from plain data plus ``section.key=value`` overrides."""
+    raw = dict(raw or {})
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "a YAML mapping of sections", type(raw).__name__)
+    for sec in raw:
+        if sec not in _SECTION_TYPES:
+            raise ConfigError(sec, f"one of the sections {list(_SECTION_TYPES)}", sec, hint="unknown section")
+    merged = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in raw.items()}
+    for item in overrides or []:
+        sec, key, value = parse_override(item)
+        merged.setdefault(sec, {})[key] = value
+    cfg = Config(**{name: _build_section(name, merged.get(name)) for name in _SECTION_TYPES})
+    return validate(cfg)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config file (None = all defaults), apply overrides, validate."""
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("config", "an existing YAML file", str(path))
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError("config", f"valid YAML{where}", str(path)) from None
+        if not isinstance(raw, dict):
+            raise ConfigError("config", "a YAML mapping of sections", str(path))
+    return config_from_dict(raw, overrides)
