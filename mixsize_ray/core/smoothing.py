@@ -200,12 +200,9 @@ class GradientSmoother:
         g_t, gbar_t = smooth_gradients_(
             grads, self.smoothed_norm, self.alpha, check_finite=self.check_finite, step=self.num_steps
         )
-        prev_norm = self.smoothed_norm
         self.last_norm, self.smoothed_norm = g_t, gbar_t
         self.num_steps += 1
         ok = torch.isfinite(g_t) & (g_t > 0)
-        if prev_norm is None and not self.check_finite:
-            return torch.where(ok, torch.ones_like(g_t), torch.ones_like(g_t))
         return torch.where(ok, gbar_t / g_t, torch.ones_like(g_t))
 
     def state_dict(self) -> dict[str, Any]:

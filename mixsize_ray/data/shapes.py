@@ -181,7 +181,17 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
     noise_rng = np.random.default_rng(rng.integers(0, 2**63))
     f32 = np.float32
     cx, cy, theta, bg_mean, bg_delta, bg_angle, fg = (a.astype(f32) for a in (cx, cy, theta, bg_mean, bg_delta, bg_angle, fg))
-    cl_x, cl_y, cl_len, cl_ang, cl_rad, cl_col = (a.astype(f32) for a in (cl_x, cl_y, cl_len, cl_ang, cl_rad, cl_col))
+    half = np.where(cl_is_line, cl_len / 2, 0.0)
+    cl_ax, cl_ay = cl_x - half * np.cos(cl_ang), cl_y - half * np.sin(cl_ang)
+    cl_bx, cl_by = cl_x + half * np.cos(cl_ang), cl_y + half * np.sin(cl_ang)
+    cl_thick = np.where(cl_is_line, 0.5 * res / 64, cl_rad)  # strokes are one pixel wide at 64 px
+    cl_ax, cl_ay, cl_bx, cl_by, cl_thick, cl_col = (
+        a.astype(f32) for a in (cl_ax, cl_ay, cl_bx, cl_by, cl_thick, cl_col)
+    )
+    w = 2 * int(np.ceil(0.075 * res + 1.5)) + 1  # window side covering the largest clutter element
+    win = np.arange(w)
+    cl_x0 = np.clip(np.floor(cl_x).astype(np.int64) - w // 2, 0, res - w)  # [n, K] window corners
+    cl_y0 = np.clip(np.floor(cl_y).astype(np.int64) - w // 2, 0, res - w)
 
     images = np.empty((n, res, res, 3), dtype=np.uint8)
     coords = np.arange(res, dtype=np.float32) + 0.5
@@ -195,18 +205,19 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
         t = ((x - res / 2) * np.cos(bg_angle[sl])[:, None, None] + (y - res / 2) * np.sin(bg_angle[sl])[:, None, None]) / res
         img = bg_mean[sl][:, None, None, :] + 2.0 * t[..., None] * bg_delta[sl][:, None, None, :]
 
-        # clutter [m, K, H, W]: dots have sdf = dist - r, strokes have sdf = dist to segment - half width
-        px, py = x[:, None], y[:, None]
-        ax, ay = cl_x[sl][..., None, None], cl_y[sl][..., None, None]
-        half = cl_len[sl][..., None, None] / 2
-        ca, sa = np.cos(cl_ang[sl])[..., None, None], np.sin(cl_ang[sl])[..., None, None]
-        seg = _segment(px, py, ax - half * ca, ay - half * sa, ax + half * ca, ay + half * sa)
-        seg = seg - 0.5 * res / 64  # strokes are one pixel wide at 64 px
-        dot = np.hypot(px - ax, py - ay) - cl_rad[sl][..., None, None]
-        cl_sdf = np.where(cl_is_line[sl][..., None, None], seg, dot)
+        # clutter: each element is a capsule (segment a-b, thickness r); a dot is a zero-length capsule.
+        # Rendered in a small w x w window around it, so the cost does not grow with the frame.
         for j in range(_N_CLUTTER):
-            cov = np.clip(0.5 - cl_sdf[:, j], 0.0, 1.0)[..., None]
-            img = img * (1 - cov) + cov * cl_col[sl][:, j, None, None, :]
+            rows = cl_y0[sl, j, None] + win  # [m, w]
+            cols = cl_x0[sl, j, None] + win
+            py = rows[:, :, None].astype(f32) + 0.5  # [m, w, 1]
+            px = cols[:, None, :].astype(f32) + 0.5  # [m, 1, w]
+            a_x, a_y = (q[sl, j, None, None] for q in (cl_ax, cl_ay))
+            b_x, b_y = (q[sl, j, None, None] for q in (cl_bx, cl_by))
+            d = _segment(px, py, a_x, a_y, b_x, b_y) - cl_thick[sl, j, None, None]
+            cov = np.clip(0.5 - d, 0.0, 1.0)[..., None]  # [m, w, w, 1]
+            idx = (np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :])
+            img[idx] = img[idx] * (1 - cov) + cov * cl_col[sl, j, None, None, :]
 
         # the object, in its rotated frame, radius-normalised; sdf * radius is in pixels
         c, s = np.cos(theta[sl])[:, None, None], np.sin(theta[sl])[:, None, None]
@@ -222,7 +233,7 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
         cov = np.clip(0.5 - sdf * radius, 0.0, 1.0)[..., None]
         img = img * (1 - cov) + cov * fg[sl][:, None, None, :]
 
-        img = img + noise_rng.normal(0.0, 0.03, img.shape).astype(f32)
+        img += 0.03 * noise_rng.standard_normal(img.shape, dtype=f32)
         images[sl] = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
     return images, labels
 
