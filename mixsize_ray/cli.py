@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object; default: a text table")
     p.set_defaults(func=cmd_regime)
 
+    p = sub.add_parser("train", help="train with MixSize on Ray Train (local cluster, RAY_ADDRESS or ray.address)")
+    _add_config_args(p)
+    p.add_argument("--smoke", action="store_true",
+                   help="shrink data, steps and the sweep for a ~1 minute run; default: off")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("loader-preview", help="write a PNG contact sheet of batches the loader feeds per size")
     _add_config_args(p, required=False)
     p.add_argument("--out", default="runs/loader_preview.png", help="PNG path; default: %(default)s")
@@ -54,6 +60,23 @@ def cmd_regime(args: argparse.Namespace) -> int:
         print(json.dumps(table.to_json(), indent=2))
     else:
         print(table.format())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mixsize_ray.config import load_config
+    from mixsize_ray.train.launch import apply_smoke, run_training
+
+    cfg = load_config(args.config, args.overrides)
+    if args.smoke:
+        cfg = apply_smoke(cfg)
+    summary = run_training(cfg)
+    print(f"run folder: {summary.run_dir}")
+    if summary.checkpoint:
+        print(f"checkpoint: {summary.checkpoint}")
+        print(f"size sweep: {summary.sweep_json} (+ sweep.png)")
+    keys = ("epoch", "loss", "train_top1", "val_top1", "images_per_s")
+    print("final: " + ", ".join(f"{k}={summary.metrics[k]:.4g}" for k in keys if k in summary.metrics))
     return 0
 
 

@@ -122,13 +122,17 @@ class TrainConfig:
 
 @dataclass
 class RayConfig:
-    """Ray cluster: ``address`` None = RAY_ADDRESS or a fresh local cluster. ``storage_path`` None = output_dir."""
+    """Ray cluster: ``address`` None = RAY_ADDRESS or a fresh local cluster. ``storage_path`` None = output_dir.
+
+    ``autoscaling`` True skips the "GPUs present" preflight (an autoscaler adds GPU nodes on demand).
+    """
 
     address: str | None = None
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     storage_path: str | None = None
+    autoscaling: bool = False
 
 
 @dataclass

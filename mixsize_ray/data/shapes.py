@@ -192,6 +192,11 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
     win = np.arange(w)
     cl_x0 = np.clip(np.floor(cl_x).astype(np.int64) - w // 2, 0, res - w)  # [n, K] window corners
     cl_y0 = np.clip(np.floor(cl_y).astype(np.int64) - w // 2, 0, res - w)
+    # every shape lies within 1.15 radii of its centre: render it in a window of that size (plus the edge)
+    wo = min(res, 2 * int(np.ceil(1.15 * radius + 1.5)) + 1)
+    ob_win = np.arange(wo)
+    ob_x0 = np.clip(np.floor(cx).astype(np.int64) - wo // 2, 0, res - wo)
+    ob_y0 = np.clip(np.floor(cy).astype(np.int64) - wo // 2, 0, res - wo)
 
     images = np.empty((n, res, res, 3), dtype=np.uint8)
     coords = np.arange(res, dtype=np.float32) + 0.5
@@ -217,24 +222,34 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
             d = _segment(px, py, a_x, a_y, b_x, b_y) - cl_thick[sl, j, None, None]
             cov = np.clip(0.5 - d, 0.0, 1.0)[..., None]  # [m, w, w, 1]
             idx = (np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :])
-            img[idx] = img[idx] * (1 - cov) + cov * cl_col[sl, j, None, None, :]
+            patch = img[idx]
+            img[idx] = patch + cov * (cl_col[sl, j, None, None, :] - patch)
 
-        # the object, in its rotated frame, radius-normalised; sdf * radius is in pixels
+        # the object, in a window around it, in its rotated radius-normalised frame; sdf * radius is pixels
+        rows = ob_y0[sl, None] + ob_win  # [m, wo]
+        cols = ob_x0[sl, None] + ob_win
+        dy = rows[:, :, None].astype(f32) + 0.5 - cy[sl, None, None]  # [m, wo, 1]
+        dx = cols[:, None, :].astype(f32) + 0.5 - cx[sl, None, None]  # [m, 1, wo]
         c, s = np.cos(theta[sl])[:, None, None], np.sin(theta[sl])[:, None, None]
-        dx, dy = x - cx[sl][:, None, None], y - cy[sl][:, None, None]
-        u = (c * dx + s * dy) / radius
-        v = (-s * dx + c * dy) / radius
-        sdf = np.empty((m, res, res), dtype=f32)
+        u = (c * dx + s * dy) / radius  # [m, wo, wo]
+        v = (c * dy - s * dx) / radius
+        sdf = np.empty(u.shape, dtype=f32)
         lab = labels[sl]
         for cls in range(k):
             sel = lab == cls
             if sel.any():
                 sdf[sel] = _SDFS[cls](u[sel], v[sel])
-        cov = np.clip(0.5 - sdf * radius, 0.0, 1.0)[..., None]
-        img = img * (1 - cov) + cov * fg[sl][:, None, None, :]
+        cov = np.clip(0.5 - sdf * radius, 0.0, 1.0)[..., None]  # [m, wo, wo, 1]
+        idx = (np.arange(m)[:, None, None], rows[:, :, None], cols[:, None, :])
+        patch = img[idx]
+        img[idx] = patch + cov * (fg[sl, None, None, :] - patch)
 
-        img += 0.03 * noise_rng.standard_normal(img.shape, dtype=f32)
-        images[sl] = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+        # mild sensor noise, one draw per pixel shared by the channels; then round to uint8 in place
+        img += 0.03 * noise_rng.standard_normal((m, res, res, 1), dtype=f32)
+        np.clip(img, 0.0, 1.0, out=img)
+        img *= 255.0
+        img += 0.5
+        images[sl] = img.astype(np.uint8)
     return images, labels
 
 

@@ -1,0 +1,183 @@
+"""Per-size transform presets: PIL image in, normalised float tensor ``[3, S, S]`` out.
+
+Two styles:
+
+* ``"cifar"`` (shapes, CIFAR): train = pad 4 + random crop back to the native side + horizontal flip, then a
+  bilinear anti-aliased resize native -> S; eval = the same resize native -> S (as in training, no crop).
+* ``"imagenet"`` (ImageFolder): train = ``RandomResizedCrop(S)`` + flip; eval = resize the short side to
+  ``round(8/7 * S)`` then center crop S (the official MixSize evaluation).
+
+Example:
+    >>> from PIL import Image
+    >>> t = train_transform("cifar", 24, native=32)
+    >>> t(Image.new("RGB", (32, 32))).shape
+    torch.Size([3, 24, 24])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from mixsize_ray.data.datasets import dataset_info, normalization
+from mixsize_ray.errors import ConfigError
+
+STYLES: tuple[str, ...] = ("cifar", "imagenet")
+
+CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+_DEFAULT_NORM = {"cifar": (CIFAR10_MEAN, CIFAR10_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+
+CIFAR_PADDING = 4
+"""Zero padding (pixels, at native resolution) of the CIFAR-style random crop."""
+
+EVAL_RESIZE_RATIO = 8 / 7
+"""ImageNet-style evaluation resizes the short side to ``round(EVAL_RESIZE_RATIO * S)`` before the center crop."""
+
+
+class PadRandomCrop:
+    """Zero-pad by ``padding`` then crop a random ``crop x crop`` window (default: the input's own size).
+
+    Works on PIL images and tensors ``[..., H, W]``; the offset comes from torch's global RNG, which the
+    DataLoader seeds per worker.
+    """
+
+    def __init__(self, padding: int = CIFAR_PADDING, crop: int | None = None) -> None:
+        self.padding = int(padding)
+        self.crop = crop
+
+    def __call__(self, img: Any) -> Any:
+        h, w = TF.get_size(img)
+        ch, cw = (h, w) if self.crop is None else (self.crop, self.crop)
+        img = TF.pad(img, [self.padding])
+        top = int(torch.randint(0, h + 2 * self.padding - ch + 1, ()))
+        left = int(torch.randint(0, w + 2 * self.padding - cw + 1, ()))
+        return TF.crop(img, top, left, ch, cw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(padding={self.padding}, crop={self.crop})"
+
+
+def _check(style: str, size: int) -> None:
+    if style not in STYLES:
+        raise ConfigError("data.style", f"one of {list(STYLES)}", style)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError("size", "an int >= 1 (pixels)", size)
+
+
+def _norm(style: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> v2.Normalize:
+    d_mean, d_std = _DEFAULT_NORM[style]
+    return v2.Normalize(list(mean if mean is not None else d_mean), list(std if std is not None else d_std))
+
+
+def _to_float() -> list[Any]:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+
+
+def train_transform(
+    style: str,
+    size: int,
+    native: int | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Callable[[Any], torch.Tensor]:
+    """The random training augmentation producing a float tensor ``[3, size, size]``.
+
+    Args:
+        style: ``"cifar"`` or ``"imagenet"``.
+        size: output side S in pixels.
+        native: CIFAR style: side of the random crop before the resize (64 for shapes, 32 for CIFAR); None
+            crops back to each input's own side. Unused in ImageNet style.
+        mean, std: per-channel normalisation; None uses CIFAR-10 statistics (cifar) or ImageNet's (imagenet).
+            Use :func:`mixsize_ray.data.datasets.normalization` for the dataset's own.
+    """
+    _check(style, size)
+    if style == "cifar":
+        ops = [
+            PadRandomCrop(CIFAR_PADDING, native),
+            v2.RandomHorizontalFlip(),
+            *_to_float(),
+            v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True),
+        ]
+    else:
+        ops = [
+            v2.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
+            v2.RandomHorizontalFlip(),
+            *_to_float(),
+        ]
+    return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
+
+
+def eval_transform(
+    style: str,
+    size: int,
+    native: int | None = None,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Callable[[Any], torch.Tensor]:
+    """The deterministic evaluation transform producing a float tensor ``[3, size, size]``.
+
+    CIFAR style: bilinear anti-aliased resize of the whole (native) image to ``size x size``, exactly the resize
+    used in training. ImageNet style: resize the short side to ``round(8/7 * size)``, center crop ``size``.
+    ``native`` is accepted for symmetry with :func:`train_transform` and is not needed.
+    """
+    _check(style, size)
+    del native
+    if style == "cifar":
+        ops = [*_to_float(), v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)]
+    else:
+        ops = [
+            v2.Resize(round(EVAL_RESIZE_RATIO * size), interpolation=InterpolationMode.BILINEAR, antialias=True),
+            v2.CenterCrop(size),
+            *_to_float(),
+        ]
+    return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
+
+
+class SizeTransforms:
+    """A picklable ``size -> transform`` factory (what :func:`mixsize_ray.data.loader.build_loader` takes).
+
+    Example:
+        >>> factory = SizeTransforms("cifar", native=64, train=True)
+        >>> factory(32)  # the train transform producing [3, 32, 32]  # doctest: +ELLIPSIS
+        Compose(...)
+    """
+
+    def __init__(
+        self,
+        style: str,
+        native: int | None = None,
+        *,
+        train: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        if style not in STYLES:
+            raise ConfigError("data.style", f"one of {list(STYLES)}", style)
+        self.style, self.native, self.train = style, native, train
+        self.mean = None if mean is None else tuple(mean)
+        self.std = None if std is None else tuple(std)
+
+    def __call__(self, size: int) -> Callable[[Any], torch.Tensor]:
+        fn = train_transform if self.train else eval_transform
+        return fn(self.style, size, self.native, mean=self.mean, std=self.std)
+
+    def __repr__(self) -> str:
+        return f"SizeTransforms({self.style!r}, native={self.native}, train={self.train})"
+
+
+def transforms_for(name: str, *, train: bool) -> SizeTransforms:
+    """The ``size -> transform`` factory of dataset ``name``: its style, native side and normalisation."""
+    info = dataset_info(name)
+    mean, std = normalization(name)
+    native = info.native_resolution if info.style == "cifar" else None
+    return SizeTransforms(info.style, native, train=train, mean=mean, std=std)

@@ -1,0 +1,335 @@
+"""The MixSize training loop for one data-parallel rank, independent of Ray.
+
+:class:`TrainingLoop` builds data (schedule + one loader), model, optimizer, gradient smoothing and the LR
+schedule from a :class:`~mixsize_ray.config.Config`, and trains epoch by epoch. Every step uses the
+schedule's (S, B, D), identical on all ranks; each rank feeds B/world_size images times D views. At the
+end of each epoch the sequence of (S, B*D) shapes each rank actually trained on is all-gathered and
+compared (a mismatch raises), so "every rank used the same size every step" is checked, not assumed.
+
+Ray Train's ``train_func`` (:mod:`mixsize_ray.train.worker`) wraps this with DDP, reporting and
+checkpoints; the benchmark runs the same loop bare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mixsize_ray.config import Config
+from mixsize_ray.core.calibration import BNStatsCache
+from mixsize_ray.core.loss import batch_augmentation_loss
+from mixsize_ray.core.lr import LRSchedule
+from mixsize_ray.core.regime import RegimeTable, regime_from_config
+from mixsize_ray.core.schedule import StepSchedule
+from mixsize_ray.core.smoothing import GradientSmoother
+from mixsize_ray.data import datasets as ds
+from mixsize_ray.data import loader as ld
+from mixsize_ray.data import transforms as tf
+from mixsize_ray.models import build_model
+
+LOG_EVERY = 20  # steps between progress lines on rank 0
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module under DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class TrainingLoop:
+    """One rank's MixSize training.
+
+    Args:
+        cfg: resolved config.
+        rank, world_size: data-parallel position (1 process = 0, 1).
+        device: torch device for this rank.
+        wrap_model: called on the built model (e.g. Ray's ``prepare_model`` for DDP); identity by default.
+        log: progress printer (rank 0 only prints).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+        wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.log = log if rank == 0 else (lambda _msg: None)
+        torch.manual_seed(cfg.train.seed + rank)
+
+        d = cfg.data
+        self.info = ds.dataset_info(d.name)
+        self.train_set = ds.build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed)
+        self.test_set = ds.build_dataset(d.name, d.root, "test", size=d.test_size, seed=d.seed)
+        self.table: RegimeTable = regime_from_config(cfg, world_size=world_size,
+                                                     num_images=len(self.train_set)).solve()
+        self.schedule = StepSchedule(self.table, num_images=len(self.train_set), seed=cfg.train.seed,
+                                     epochs=cfg.train.epochs, max_steps_per_epoch=cfg.train.max_steps_per_epoch)
+        self.loader = ld.build_loader(
+            self.train_set,
+            self.train_transform_for_size,
+            self.schedule,
+            rank=rank,
+            world_size=world_size,
+            num_workers=d.num_workers,
+            pin_memory=self.device.type == "cuda",
+            seed=cfg.train.seed,
+        )
+
+        num_classes = cfg.model.num_classes or self.info.num_classes
+        model = build_model(cfg.model.name, num_classes).to(self.device)
+        self.min_size = int(getattr(model, "min_size", 1))
+        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = wrap_model(model) if wrap_model else model
+        if cfg.train.compile:
+            self.model = torch.compile(self.model, dynamic=True)
+
+        o = cfg.optim
+        params = self.model.parameters()
+        if o.name == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                             weight_decay=o.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        self.steps_per_epoch = len(self.schedule.epoch_steps(0))
+        total = max(1, self.steps_per_epoch * cfg.train.epochs)
+        self.lr_schedule = LRSchedule(
+            o.lr, total_steps=total, kind=o.schedule, milestones=o.milestones, gamma=o.gamma,
+            warmup_steps=min(o.warmup_steps, total - 1), scaling_rule=o.lr_scaling, scaling_by=o.lr_scaling_by,
+            base_batch=cfg.regime.base_batch, mean_batch=self.table.mean_batch,
+        )
+        amp = cfg.train.amp if self.device.type == "cuda" else "none"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.smoother = (
+            GradientSmoother(o.smoothing_alpha, check_finite=self.scaler is None)
+            if o.smoothing_alpha is not None else None
+        )
+        self.bn_cache = BNStatsCache()
+        self.epoch = 0  # next epoch to run
+        self.start_step = 0
+        self.global_step = 0
+
+    # ---- data ------------------------------------------------------------------------------------------
+    def train_transform_for_size(self, size: int):
+        return tf.train_transform(self.info.style, size, native=self.info.resolution)
+
+    def eval_batches(self, size: int):
+        return ld.eval_loader(self.test_set, self.info.style, self.info.resolution, size,
+                              batch_size=self.cfg.train.eval_batch_size, num_workers=0)
+
+    def calibration_batches(self, size: int):
+        b = max(1, min(self.table.entries, key=lambda e: abs(e.size - size)).batch)
+        return ld.calibration_batches(self.train_set, self.info.style, self.info.resolution, size,
+                                      batch_size=min(b, 256), num_batches=self.cfg.train.calibrate_batches,
+                                      num_workers=0, seed=self.cfg.train.seed)
+
+    # ---- GPU warm-up -----------------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """On GPU: one forward/backward per (S, B*D/world) shape, largest first, so cudnn autotuning and
+        memory reservation happen before timing. Model weights and BN statistics are restored after."""
+        if self.device.type != "cuda":
+            return
+        torch.backends.cudnn.benchmark = True
+        base = unwrap(self.model)
+        saved = {k: v.clone() for k, v in base.state_dict().items()}
+        shapes = sorted({(e.size, e.batch // self.world_size * e.duplicates) for e in self.table.entries},
+                        key=lambda t: t[0] ** 2 * t[1], reverse=True)
+        for s, n in shapes:
+            x = torch.randn(n, 3, s, s, device=self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self.model(x)
+            out.float().mean().backward()
+            self.optimizer.zero_grad(set_to_none=True)
+        base.load_state_dict(saved)
+        torch.cuda.synchronize(self.device)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ---- training --------------------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, Any]:
+        """Run the current epoch (from ``start_step``); return its metrics."""
+        cfg, epoch = self.cfg, self.epoch
+        self.schedule.set_epoch(epoch, self.start_step)
+        self.model.train()
+        sums: dict[str, float] = defaultdict(float)
+        step_time: dict[int, list[float]] = defaultdict(list)
+        shapes: list[tuple[int, int]] = []
+        n_steps = len(self.schedule)
+        t_epoch = time.perf_counter()
+        t_last = t_epoch
+        images = 0
+        lr = self.lr_schedule.lr(self.global_step, self.table.base_batch)
+        for k, batch in enumerate(self.loader):
+            x, y, size, dup = batch.images, batch.targets, batch.size, batch.duplicates
+            global_batch = x.shape[0] // dup * self.world_size
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            shapes.append((int(x.shape[-1]), int(x.shape[0])))
+            lr = self.lr_schedule.apply(self.optimizer, self.global_step, global_batch)
+            with self._autocast():
+                logits = self.model(x)
+                loss = batch_augmentation_loss(logits.float(), y, dup, per_image_weight=cfg.optim.per_image_loss,
+                                               label_smoothing=cfg.optim.label_smoothing)
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(
+                    f"non-finite loss {loss.item()} at epoch {epoch} step {self.start_step + k} (size {size})"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self.smoother is not None:
+                self.smoother.step(self.optimizer)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            with torch.no_grad():
+                correct = (logits.argmax(1) == y).sum()
+            sums["loss"] += float(loss.detach()) * x.shape[0]
+            sums["correct"] += float(correct)
+            sums["views"] += x.shape[0]
+            sums["budget"] += size * size * global_batch * dup / self.table.target_cost
+            images += x.shape[0]
+            now = time.perf_counter()
+            step_time[size].append(now - t_last)
+            t_last = now
+            self.global_step += 1
+            if k % LOG_EVERY == 0 or k == n_steps - 1:
+                rate = images * self.world_size / max(now - t_epoch, 1e-9)
+                self.log(f"epoch {epoch} step {self.start_step + k + 1}/{self.start_step + n_steps} "
+                         f"size {size} B {global_batch} D {dup} loss {float(loss):.4f} "
+                         f"lr {lr:.4g} {rate:.0f} img/s")
+        elapsed = time.perf_counter() - t_epoch
+        agreed = self.check_ranks_agree(shapes)
+        steps = max(len(shapes), 1)
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "step": self.global_step,
+            "loss": sums["loss"] / max(sums["views"], 1),
+            "train_top1": sums["correct"] / max(sums["views"], 1),
+            "lr": lr,
+            "images_per_s": images * self.world_size / max(elapsed, 1e-9),
+            "realised_budget": sums["budget"] / steps,
+            "steps": len(shapes),
+            "ranks_agree": int(agreed),
+        }
+        if self.smoother is not None and self.smoother.last_norm is not None:
+            metrics["grad_norm"] = float(self.smoother.last_norm)
+            metrics["grad_norm_smoothed"] = float(self.smoother.smoothed_norm)
+        for s, times in sorted(step_time.items()):
+            metrics[f"step_time_{s}"] = sum(times) / len(times)
+        self.epoch += 1
+        self.start_step = 0
+        return metrics
+
+    def check_ranks_agree(self, shapes: list[tuple[int, int]]) -> bool:
+        """All-gather this epoch's (S, views-per-rank) sequence digest; raise if any rank differs."""
+        if not _distributed() or self.world_size == 1:
+            return True
+        digest = hashlib.sha256(repr(shapes).encode()).hexdigest()
+        everyone: list[Any] = [None] * self.world_size
+        dist.all_gather_object(everyone, (digest, len(shapes)))
+        if len(set(everyone)) != 1:
+            raise RuntimeError(f"ranks trained on different size sequences in epoch {self.epoch}: {everyone}")
+        return True
+
+    @torch.no_grad()
+    def validate(self, size: int | None = None) -> float:
+        """Top-1 (fraction) on the test split at ``size`` (default train.eval_size or S0), rank-local."""
+        from mixsize_ray.core.evaluation import evaluate_top_k
+
+        size = size or self.cfg.train.eval_size or self.cfg.regime.base_size
+        res = evaluate_top_k(unwrap(self.model), self.eval_batches(size), device=self.device, ks=(1,))
+        return float(res["top1"])
+
+    def sweep(self, sizes: list[int] | None = None, progress: bool = True):
+        """End-of-run size sweep with BN calibration (see :func:`mixsize_ray.core.evaluation.size_sweep`)."""
+        from mixsize_ray.core.evaluation import default_sizes, size_sweep
+
+        sizes = sizes or self.cfg.train.sweep_sizes or default_sizes(self.info.style, self.cfg.regime.base_size)
+        sizes = [s for s in sizes if s >= self.min_size]
+        result = size_sweep(
+            unwrap(self.model), sizes, self.eval_batches, self.calibration_batches,
+            num_calib_batches=self.cfg.train.calibrate_batches, min_size=self.min_size, progress=progress,
+            device=self.device,
+        )
+        self.bn_cache = result.cache
+        return result
+
+    # ---- state -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "smoother": self.smoother.state_dict() if self.smoother else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "epoch": self.epoch - 1,
+            "step": self.start_step,
+            "global_step": self.global_step,
+            "rng": torch.get_rng_state(),
+            "bn_cache": self.bn_cache.state_dict(),
+            "config": self.cfg.to_dict(),
+            "regime_table": self.table.to_json(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.smoother is not None and state.get("smoother"):
+            self.smoother.load_state_dict(state["smoother"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"]) + 1
+        self.start_step = int(state.get("step", 0))
+        self.global_step = int(state["global_step"])
+        torch.set_rng_state(state["rng"])
+        if state.get("bn_cache"):
+            self.bn_cache = BNStatsCache.from_state_dict(state["bn_cache"])
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.train.epochs
+
+    def budget_summary(self) -> str:
+        return f"{self.steps_per_epoch} steps/epoch, mean size {self.table.mean_size:.1f}"
+
+
+def finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
