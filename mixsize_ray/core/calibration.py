@@ -301,7 +301,9 @@ class BNStatsCache:
             missing = sorted(expected - set(stats))[:3]
             extra = sorted(set(stats) - expected)[:3]
             raise ConfigError(
-                "bn_cache", "statistics for exactly this model's BN layers", f"missing {missing}, unexpected {extra}"
+                "bn_cache",
+                "statistics for exactly this model's BN layers",
+                f"missing {missing}, unexpected {extra}",
             )
         _restore(layers, stats)
         return used
@@ -312,7 +314,9 @@ class BNStatsCache:
         return {
             "format": CACHE_FORMAT,
             "version": CACHE_VERSION,
-            "sizes": {int(s): {k: v.detach().cpu().clone() for k, v in b.items()} for s, b in self._stats.items()},
+            "sizes": {
+                int(s): {k: v.detach().cpu().clone() for k, v in b.items()} for s, b in self._stats.items()
+            },
         }
 
     @classmethod
@@ -322,7 +326,9 @@ class BNStatsCache:
             got = state.get("format") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"not a {CACHE_FORMAT} state dict (format={got!r})")
         if state.get("version") != CACHE_VERSION:
-            raise ValueError(f"{CACHE_FORMAT}: unsupported version {state.get('version')!r} (expected {CACHE_VERSION})")
+            raise ValueError(
+                f"{CACHE_FORMAT}: unsupported version {state.get('version')!r} (expected {CACHE_VERSION})"
+            )
         sizes = state.get("sizes")
         if not isinstance(sizes, dict) or not all(
             isinstance(b, dict) and all(isinstance(t, Tensor) for t in b.values()) for b in sizes.values()
@@ -338,7 +344,10 @@ class BNStatsCache:
 
 def _snapshot_keys(layers: Sequence[tuple[str, _BatchNorm]]) -> list[str]:
     return [
-        f"{name}.{b}" if name else b for name, m in layers for b in _BUFFERS if getattr(m, b, None) is not None
+        f"{name}.{b}" if name else b
+        for name, m in layers
+        for b in _BUFFERS
+        if getattr(m, b, None) is not None
     ]
 
 

@@ -375,7 +375,9 @@ def size_sweep(
             missing = [s for s in size_list if s not in cache]
             if missing:
                 raise ConfigError(
-                    "--calibrate-batches", f"calibration data for sizes not in the BN cache {cache.sizes}", missing
+                    "--calibrate-batches",
+                    f"calibration data for sizes not in the BN cache {cache.sizes}",
+                    missing,
                 )
     ks = tuple(sorted(set(ks) | {1, 5}))
     original = _snapshot(layers) if calibrate else {}
@@ -405,7 +407,11 @@ def size_sweep(
                 else:
                     assert calib_batches_for_size is not None
                     calibrate_bn(
-                        model, calib_batches_for_size(size), num_calib_batches, device=device, all_reduce=all_reduce
+                        model,
+                        calib_batches_for_size(size),
+                        num_calib_batches,
+                        device=device,
+                        all_reduce=all_reduce,
                     )
                     cache.capture(model, size)
                 cal = evaluate_top_k(model, eval_batches_for_size(size), device=device, ks=ks)

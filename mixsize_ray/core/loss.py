@@ -61,10 +61,17 @@ def batch_augmentation_loss(
     if isinstance(duplicates, Tensor):
         counts = duplicates.to(device=logits.device, dtype=torch.long).flatten()
         if counts.numel() == 0 or bool((counts < 1).any()) or int(counts.sum()) != n:
-            raise ConfigError("duplicates", f"per-image view counts >= 1 summing to {n} rows", counts.tolist())
+            raise ConfigError(
+                "duplicates", f"per-image view counts >= 1 summing to {n} rows", counts.tolist()
+            )
         uniform_d = None
     else:
-        if isinstance(duplicates, bool) or not isinstance(duplicates, int) or duplicates < 1 or n % duplicates:
+        if (
+            isinstance(duplicates, bool)
+            or not isinstance(duplicates, int)
+            or duplicates < 1
+            or n % duplicates
+        ):
             raise ConfigError("duplicates", f"an integer >= 1 dividing the {n} rows", duplicates)
         counts = None
         uniform_d = duplicates
@@ -72,7 +79,11 @@ def batch_augmentation_loss(
     if weights is not None:
         weights = weights.to(device=logits.device, dtype=logits.dtype).flatten()
         if weights.numel() != num_images or bool((weights < 0).any()) or not bool(weights.sum() > 0):
-            raise ConfigError("weights", f"{num_images} non-negative image weights with a positive sum", tuple(weights.shape))
+            raise ConfigError(
+                "weights",
+                f"{num_images} non-negative image weights with a positive sum",
+                tuple(weights.shape),
+            )
 
     if not per_image_weight and weights is None:
         return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
@@ -82,7 +93,9 @@ def batch_augmentation_loss(
         per_image = per_row.view(num_images, uniform_d).mean(dim=1)
     else:
         owner = torch.repeat_interleave(torch.arange(num_images, device=logits.device), counts)
-        sums = torch.zeros(num_images, dtype=per_row.dtype, device=per_row.device).index_add_(0, owner, per_row)
+        sums = torch.zeros(num_images, dtype=per_row.dtype, device=per_row.device).index_add_(
+            0, owner, per_row
+        )
         per_image = sums / counts.to(per_row.dtype)  # type: ignore[union-attr]
     if weights is None:
         return per_image.mean()

@@ -112,7 +112,9 @@ class LRSchedule:
         if any(not isinstance(m, int | float) or isinstance(m, bool) or not (0 < m < 1) for m in ms) or any(
             b <= a for a, b in zip(ms, ms[1:], strict=False)
         ):
-            raise ConfigError("lr.milestones", "strictly increasing fractions of total_steps in (0, 1)", milestones)
+            raise ConfigError(
+                "lr.milestones", "strictly increasing fractions of total_steps in (0, 1)", milestones
+            )
         self.milestones = tuple(float(m) for m in ms)
         self._milestone_steps = [round(m * self.total_steps) for m in self.milestones]
         if not isinstance(gamma, int | float) or isinstance(gamma, bool) or not (0 < gamma <= 1):
@@ -123,7 +125,9 @@ class LRSchedule:
             or isinstance(warmup_steps, bool)
             or not (0 <= warmup_steps < self.total_steps)
         ):
-            raise ConfigError("lr.warmup_steps", f"an integer in [0, total_steps={self.total_steps})", warmup_steps)
+            raise ConfigError(
+                "lr.warmup_steps", f"an integer in [0, total_steps={self.total_steps})", warmup_steps
+            )
         self.warmup_steps = warmup_steps
         if not isinstance(warmup_start_factor, int | float) or not (0 <= warmup_start_factor < 1):
             raise ConfigError("lr.warmup_start_factor", "a number in [0, 1)", warmup_start_factor)

@@ -103,7 +103,9 @@ def smooth_gradients_(
     """
     alpha = validate_alpha(alpha, "alpha")
     if len(grads) == 0:
-        raise ValueError("smooth_gradients_: got no gradients (is every parameter frozen, or was backward() not called?)")
+        raise ValueError(
+            "smooth_gradients_: got no gradients (is every parameter frozen, or was backward() not called?)"
+        )
     for g in grads:
         if g.is_sparse:
             raise ValueError("smooth_gradients_: sparse gradients are not supported")
@@ -145,7 +147,9 @@ def _collect_grads(target: Any) -> list[Tensor]:
     grads: list[Tensor] = []
     for p in params:
         if not isinstance(p, Tensor):
-            raise TypeError(f"GradientSmoother.step: expected an optimizer, a module or parameters, got {type(p).__name__}")
+            raise TypeError(
+                f"GradientSmoother.step: expected an optimizer, a module or parameters, got {type(p).__name__}"
+            )
         if id(p) in seen or p.grad is None:
             continue
         seen.add(id(p))
@@ -227,7 +231,9 @@ class GradientSmoother:
                 stacklevel=2,
             )
         gbar = state["smoothed_norm"]
-        self.smoothed_norm = None if gbar is None else torch.as_tensor(gbar, dtype=torch.float32).detach().clone()
+        self.smoothed_norm = (
+            None if gbar is None else torch.as_tensor(gbar, dtype=torch.float32).detach().clone()
+        )
         self.last_norm = None
         self.num_steps = int(state["num_steps"])
 

@@ -61,7 +61,11 @@ def save_contact_sheet(
     rows = []
     for b in batches:
         n = min(samples, b.batch_size)
-        views = [_to_uint8(b.images[i * b.duplicates + v], mean, std) for i in range(n) for v in range(b.duplicates)]
+        views = [
+            _to_uint8(b.images[i * b.duplicates + v], mean, std)
+            for i in range(n)
+            for v in range(b.duplicates)
+        ]
         rows.append((b, n, views))
     width = _LABEL_W + max(n * (b.duplicates * tile + _GAP) for b, n, _ in rows)
     height = len(rows) * (tile + _GAP) + _GAP

@@ -145,11 +145,15 @@ def _build_cifar(name: str, root: str | Path | None, split: str) -> Dataset:
     if not base.is_dir():
         raise ConfigError("data.root", allowed, str(root))
     if missing:
-        raise ConfigError("data.root", allowed, str(root), hint=f"missing {', '.join(str(base / f) for f in missing)}")
+        raise ConfigError(
+            "data.root", allowed, str(root), hint=f"missing {', '.join(str(base / f) for f in missing)}"
+        )
     try:
         return cls(str(Path(root).expanduser()), train=split == "train", download=False)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
-        raise ConfigError("data.root", allowed, str(root), hint=f"unreadable file under {base}: {err}") from err
+        raise ConfigError(
+            "data.root", allowed, str(root), hint=f"unreadable file under {base}: {err}"
+        ) from err
 
 
 def _build_imagefolder(root: str | Path | None, split: str) -> Dataset:

@@ -11,7 +11,7 @@ Steps are duck-typed: any object with ``size: int``, ``batch: int`` (global), ``
 ``indices: Sequence[int] | torch.Tensor`` (the ``batch`` global indices) and ``step: int``.
 
 Example:
-    >>> loader = build_loader(dataset, SizeTransforms("cifar", 64), schedule_steps, rank=0, world_size=1)
+    >>> loader = build_loader(dataset, SizeTransforms("cifar", 64), schedule_steps)  # doctest: +SKIP
     >>> for batch in loader:  # doctest: +SKIP
     ...     logits = model(batch.images)          # [b*D, num_classes], S = batch.size
     ...     loss = criterion(logits, batch.targets)
@@ -60,7 +60,9 @@ class MixSizeBatchSampler(Sampler[list[Item]]):
     Each batch has ``b * duplicates`` items: ``[(i0,S,0), (i0,S,1), ..., (i0,S,D-1), (i1,S,0), ...]``.
     """
 
-    def __init__(self, steps_fn: Callable[[], Sequence[StepLike]], rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, steps_fn: Callable[[], Sequence[StepLike]], rank: int = 0, world_size: int = 1
+    ) -> None:
         if not isinstance(world_size, int) or world_size < 1:
             raise ConfigError("world_size", "an int >= 1", world_size)
         if not isinstance(rank, int) or not 0 <= rank < world_size:
@@ -105,7 +107,9 @@ class SizedViewDataset(Dataset):
     Returns a 3-tuple: the view number lets :func:`mixsize_collate` recover D without extra state.
     """
 
-    def __init__(self, base: Dataset, transform_for_size: Callable[[int], Callable[[Any], torch.Tensor]]) -> None:
+    def __init__(
+        self, base: Dataset, transform_for_size: Callable[[int], Callable[[Any], torch.Tensor]]
+    ) -> None:
         self.base = base
         self.transform_for_size = transform_for_size
         self._transforms: dict[int, Callable[[Any], torch.Tensor]] = {}
@@ -175,11 +179,15 @@ def mixsize_collate(items: Sequence[tuple[torch.Tensor, int, int]]) -> Batch:
     images = [it[0] for it in items]
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) != 1:
-        raise ValueError(f"mixsize_collate: images of one batch must share one size, got shapes {sorted(shapes)}")
+        raise ValueError(
+            f"mixsize_collate: images of one batch must share one size, got shapes {sorted(shapes)}"
+        )
     views = [int(it[2]) for it in items]
     dup = max(views) + 1
     if len(items) % dup or views != list(range(dup)) * (len(items) // dup):
-        raise ValueError(f"mixsize_collate: views must repeat 0..{dup - 1} sample by sample, got {views[:12]}...")
+        raise ValueError(
+            f"mixsize_collate: views must repeat 0..{dup - 1} sample by sample, got {views[:12]}..."
+        )
     stacked = torch.stack(images)
     targets = torch.tensor([int(it[1]) for it in items], dtype=torch.int64)
     return Batch(stacked, targets, int(stacked.shape[-1]), dup)

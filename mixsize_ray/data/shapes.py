@@ -180,7 +180,9 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
     cl_col = rng.uniform(0.0, 1.0, (n, _N_CLUTTER, 3))
     noise_rng = np.random.default_rng(rng.integers(0, 2**63))
     f32 = np.float32
-    cx, cy, theta, bg_mean, bg_delta, bg_angle, fg = (a.astype(f32) for a in (cx, cy, theta, bg_mean, bg_delta, bg_angle, fg))
+    cx, cy, theta, bg_mean, bg_delta, bg_angle, fg = (
+        a.astype(f32) for a in (cx, cy, theta, bg_mean, bg_delta, bg_angle, fg)
+    )
     half = np.where(cl_is_line, cl_len / 2, 0.0)
     cl_ax, cl_ay = cl_x - half * np.cos(cl_ang), cl_y - half * np.sin(cl_ang)
     cl_bx, cl_by = cl_x + half * np.cos(cl_ang), cl_y + half * np.sin(cl_ang)
@@ -207,7 +209,10 @@ def generate_shapes(n: int, seed: int, resolution: int = 64) -> tuple[np.ndarray
         x, y = gx[None], gy[None]  # [1, H, W]
 
         # background gradient [m, H, W, 3]
-        t = ((x - res / 2) * np.cos(bg_angle[sl])[:, None, None] + (y - res / 2) * np.sin(bg_angle[sl])[:, None, None]) / res
+        t = (
+            (x - res / 2) * np.cos(bg_angle[sl])[:, None, None]
+            + (y - res / 2) * np.sin(bg_angle[sl])[:, None, None]
+        ) / res
         img = bg_mean[sl][:, None, None, :] + 2.0 * t[..., None] * bg_delta[sl][:, None, None, :]
 
         # clutter: each element is a capsule (segment a-b, thickness r); a dot is a zero-length capsule.
@@ -263,7 +268,9 @@ def split_seed(seed: int, split: str) -> int:
     """The generator seed of ``split``: derived from ``(seed, split)`` so train and test never share images."""
     if split not in _SPLIT_CODE:
         raise ConfigError("data.split", f"one of {list(SPLITS)}", split)
-    return int(np.random.SeedSequence([int(seed), _SPLIT_CODE[split], 0x5A4E]).generate_state(1, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(seed), _SPLIT_CODE[split], 0x5A4E]).generate_state(1, np.uint64)[0] >> 1
+    )
 
 
 def cache_path(root: str | Path, split: str, size: int, seed: int, resolution: int) -> Path:
@@ -327,8 +334,9 @@ class ShapesDataset(Dataset):
 
     Example:
         >>> ds = ShapesDataset("/tmp/shapes", "train", size=100)
-        >>> img, label = ds[0]; img.size, ds.classes[label] in ds.classes
-        ((64, 64), True)
+        >>> img, label = ds[0]
+        >>> img.size, len(ds.classes), label == ds.targets[0]
+        ((64, 64), 10, True)
     """
 
     def __init__(

@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from mixsize_ray.data.datasets import dataset_info, normalization
@@ -133,10 +132,15 @@ def eval_transform(
     _check(style, size)
     del native
     if style == "cifar":
-        ops = [*_to_float(), v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)]
+        ops = [
+            *_to_float(),
+            v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True),
+        ]
     else:
         ops = [
-            v2.Resize(round(EVAL_RESIZE_RATIO * size), interpolation=InterpolationMode.BILINEAR, antialias=True),
+            v2.Resize(
+                round(EVAL_RESIZE_RATIO * size), interpolation=InterpolationMode.BILINEAR, antialias=True
+            ),
             v2.CenterCrop(size),
             *_to_float(),
         ]

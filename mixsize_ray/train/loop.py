@@ -147,7 +147,7 @@ class TrainingLoop:
         b = max(1, min(self.table.entries, key=lambda e: abs(e.size - size)).batch)
         return ld.calibration_batches(self.train_set, self.info.style, self.info.resolution, size,
                                       batch_size=min(b, 256), num_batches=self.cfg.train.calibrate_batches,
-                                      num_workers=0, seed=self.cfg.train.seed)
+                                      num_workers=0, seed=self.cfg.train.seed * 1000 + self.rank)
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -279,19 +279,36 @@ class TrainingLoop:
         res = evaluate_top_k(unwrap(self.model), self.eval_batches(size), device=self.device, ks=(1,))
         return float(res["top1"])
 
-    def sweep(self, sizes: list[int] | None = None, progress: bool = True):
-        """End-of-run size sweep with BN calibration (see :func:`mixsize_ray.core.evaluation.size_sweep`)."""
-        from mixsize_ray.core.evaluation import default_sizes, size_sweep
+    def sweep_sizes(self) -> list[int]:
+        from mixsize_ray.core.evaluation import default_sizes
 
-        sizes = sizes or self.cfg.train.sweep_sizes or default_sizes(self.info.style, self.cfg.regime.base_size)
-        sizes = [s for s in sizes if s >= self.min_size]
-        result = size_sweep(
-            unwrap(self.model), sizes, self.eval_batches, self.calibration_batches,
-            num_calib_batches=self.cfg.train.calibrate_batches, min_size=self.min_size, progress=progress,
-            device=self.device,
+        sizes = self.cfg.train.sweep_sizes or default_sizes(self.info.style, self.cfg.regime.base_size)
+        return sorted({s for s in sizes if s >= self.min_size})
+
+    def calibrate(self, sizes: list[int] | None = None) -> BNStatsCache:
+        """BN calibration at every sweep size. Under DDP every rank must call it: each rank feeds its own
+        training batches (seeded by rank) and the statistics are averaged across ranks."""
+        from mixsize_ray.core.calibration import calibrate_sizes
+
+        self.bn_cache = calibrate_sizes(
+            unwrap(self.model), sizes or self.sweep_sizes(), self.calibration_batches,
+            num_batches=self.cfg.train.calibrate_batches, device=self.device,
         )
-        self.bn_cache = result.cache
-        return result
+        return self.bn_cache
+
+    def sweep(self, sizes: list[int] | None = None, progress: bool = True):
+        """Size sweep on this rank with the calibrated cache (call :meth:`calibrate` on all ranks first):
+        top-1/top-5 per size with and without calibration, GFLOPs per image."""
+        from mixsize_ray.core.evaluation import size_sweep
+
+        return size_sweep(
+            unwrap(self.model), sizes or self.sweep_sizes(), self.eval_batches, None,
+            num_calib_batches=self.cfg.train.calibrate_batches, min_size=self.min_size, progress=progress,
+            device=self.device, cache=self.bn_cache,
+            metadata={"train_sizes": list(self.cfg.regime.sizes), "mode": self.cfg.regime.mode,
+                      "sampling": self.cfg.regime.sampling, "model": self.cfg.model.name,
+                      "dataset": self.cfg.data.name},
+        )
 
     # ---- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -63,6 +63,8 @@ def train_func(config: dict[str, Any]) -> None:
         last = loop.done
         if rank == 0 and ((epoch + 1) % cfg.train.eval_every == 0 or last):
             metrics["val_top1"] = loop.validate()
+        if last:
+            loop.calibrate()  # collective: every rank
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:

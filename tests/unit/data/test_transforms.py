@@ -1,0 +1,123 @@
+"""Per-size transform presets: output shapes, the 8/7 evaluation resize, augmentation randomness."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mixsize_ray.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PadRandomCrop,
+    SizeTransforms,
+    eval_transform,
+    train_transform,
+    transforms_for,
+)
+from mixsize_ray.errors import ConfigError
+
+
+def _rand_image(h, w, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def _denorm(x, mean, std):
+    return x * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+
+
+@pytest.mark.parametrize("size", [16, 24, 32, 64, 96])
+@pytest.mark.parametrize("train", [True, False])
+def test_cifar_style_shapes(size, train):
+    fn = train_transform if train else eval_transform
+    out = fn("cifar", size, 64)(_rand_image(64, 64))
+    assert type(out) is torch.Tensor and out.dtype == torch.float32 and out.shape == (3, size, size)
+
+
+@pytest.mark.parametrize("size", [32, 56, 128, 224])
+@pytest.mark.parametrize("train", [True, False])
+def test_imagenet_style_shapes(size, train):
+    fn = train_transform if train else eval_transform
+    out = fn("imagenet", size)(_rand_image(300, 400))
+    assert type(out) is torch.Tensor and out.shape == (3, size, size)
+
+
+def test_imagenet_eval_resizes_to_8_7_then_center_crops():
+    # 64x64: green centre, a 4 px red frame. S=56: resize to round(8/7*56) = 64 (identity), crop 56 drops the frame.
+    arr = np.zeros((64, 64, 3), dtype=np.uint8)
+    arr[..., 0] = 255
+    arr[4:60, 4:60] = (0, 255, 0)
+    out = _denorm(eval_transform("imagenet", 56)(Image.fromarray(arr)), IMAGENET_MEAN, IMAGENET_STD)
+    assert out.shape == (3, 56, 56)
+    assert torch.allclose(out[1], torch.ones(56, 56), atol=1e-5) and out[0].abs().max() < 1e-5
+    # S=28 from a 64 image: short side -> 32, so the crop keeps 28/32 of the width, not the whole image
+    wide = np.zeros((64, 64, 3), dtype=np.uint8)
+    wide[:, :4] = 255  # white band on the left 1/16 of the image
+    out = _denorm(eval_transform("imagenet", 28)(Image.fromarray(wide)), IMAGENET_MEAN, IMAGENET_STD)
+    assert out[:, :, 0].max() < 0.2  # cropped away by the 8/7 center crop
+
+
+def test_cifar_eval_keeps_the_whole_image():
+    arr = np.zeros((32, 32, 3), dtype=np.uint8)
+    arr[:, :4] = 255
+    out = _denorm(
+        eval_transform("cifar", 16, 32, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(arr)),
+        (0,) * 3,
+        (1,) * 3,
+    )
+    assert out.shape == (3, 16, 16) and out[:, :, 0].min() > 0.9 and out[:, :, 4:].max() < 0.1
+
+
+def test_cifar_train_at_native_size_is_a_shifted_or_flipped_crop():
+    img = _rand_image(32, 32, seed=1)
+    ident = dict(mean=(0, 0, 0), std=(1, 1, 1))
+    src = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
+    t = train_transform("cifar", 32, 32, **ident)
+    torch.manual_seed(0)
+    outs = [t(img) for _ in range(8)]
+    assert len({o.numpy().tobytes() for o in outs}) > 1  # random
+    padded = torch.nn.functional.pad(src, (4, 4, 4, 4))
+    for o in outs:  # each output is a 32x32 window of the zero-padded source, possibly mirrored
+        found = any(
+            torch.allclose(cand, padded[:, r : r + 32, c : c + 32], atol=1e-6)
+            for cand in (o, o.flip(-1))
+            for r in range(9)
+            for c in range(9)
+        )
+        assert found
+
+
+def test_train_transform_is_seeded_by_torch():
+    t = train_transform("imagenet", 32)
+    img = _rand_image(80, 90)
+    torch.manual_seed(3)
+    a = t(img)
+    torch.manual_seed(3)
+    b = t(img)
+    assert torch.equal(a, b)
+
+
+def test_pad_random_crop_to_native():
+    out = PadRandomCrop(4, crop=32)(Image.new("RGB", (40, 40)))
+    assert out.size == (32, 32)
+
+
+def test_size_transforms_factory_is_picklable_and_per_dataset():
+    f = transforms_for("shapes", train=True)
+    assert f.native == 64 and f.mean == (0.5, 0.5, 0.5)
+    g = pickle.loads(pickle.dumps(f))
+    assert g(24)(_rand_image(64, 64)).shape == (3, 24, 24)
+    ev = transforms_for("imagefolder", train=False)
+    assert ev.native is None and ev(40)(_rand_image(100, 120)).shape == (3, 40, 40)
+    assert SizeTransforms("cifar", 32, train=False)(16)(_rand_image(32, 32)).shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("style, size", [("tiny", 32), ("cifar", 0), ("cifar", 2.5), ("imagenet", True)])
+def test_invalid_arguments(style, size):
+    with pytest.raises(ConfigError):
+        train_transform(style, size, 32)
+    with pytest.raises(ConfigError):
+        eval_transform(style, size, 32)
