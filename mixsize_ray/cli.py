@@ -64,12 +64,12 @@ def cmd_regime(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mixsize_ray.config import load_config
+    from mixsize_ray.config import config_from_dict, load_config
     from mixsize_ray.train.launch import apply_smoke, run_training
 
     cfg = load_config(args.config, args.overrides)
-    if args.smoke:
-        cfg = apply_smoke(cfg)
+    if args.smoke:  # smoke shrinks the run, then the user's own --set values win again
+        cfg = config_from_dict(apply_smoke(cfg).to_dict(), args.overrides)
     summary = run_training(cfg)
     print(f"run folder: {summary.run_dir}")
     if summary.checkpoint:

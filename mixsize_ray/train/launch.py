@@ -211,9 +211,16 @@ def run_training(cfg: Config) -> RunSummary:
     print(facts["table"].format(), flush=True)
     if facts["resume_from"] is not None:
         print(f"[mixsize-ray] run '{cfg.train.name}' exists: resuming from {facts['resume_from']}", flush=True)
-    connect(cfg, facts["address"])
-    trainer = build_trainer(cfg, facts["storage"])
-    result = trainer.fit()
+    import ray
+
+    started_here = not ray.is_initialized()
+    try:
+        connect(cfg, facts["address"])
+        trainer = build_trainer(cfg, facts["storage"])
+        result = trainer.fit()
+    finally:
+        if started_here and ray.is_initialized():
+            ray.shutdown()
     ckpt = result.checkpoint.path if result.checkpoint is not None else None
     return RunSummary(run_dir=os.path.join(facts["storage"], cfg.train.name), checkpoint=ckpt,
                       metrics=dict(result.metrics or {}))

@@ -78,10 +78,11 @@ class TrainingLoop:
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.log = log if rank == 0 else (lambda _msg: None)
-        torch.manual_seed(cfg.train.seed + rank)
 
         d = cfg.data
-        self.info = ds.dataset_info(d.name)
+        self.info = ds.dataset_info(d.name, d.root)
+        self.norm = ds.normalization(d.name)
+        self.train_transforms = tf.transforms_for(d.name, train=True)
         self.train_set = ds.build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed)
         self.test_set = ds.build_dataset(d.name, d.root, "test", size=d.test_size, seed=d.seed)
         self.table: RegimeTable = regime_from_config(cfg, world_size=world_size,
@@ -90,7 +91,7 @@ class TrainingLoop:
                                      epochs=cfg.train.epochs, max_steps_per_epoch=cfg.train.max_steps_per_epoch)
         self.loader = ld.build_loader(
             self.train_set,
-            self.train_transform_for_size,
+            self.train_transforms,
             self.schedule,
             rank=rank,
             world_size=world_size,
@@ -100,6 +101,7 @@ class TrainingLoop:
         )
 
         num_classes = cfg.model.num_classes or self.info.num_classes
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every re-run
         model = build_model(cfg.model.name, num_classes).to(self.device)
         self.min_size = int(getattr(model, "min_size", 1))
         self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
@@ -136,18 +138,18 @@ class TrainingLoop:
         self.global_step = 0
 
     # ---- data ------------------------------------------------------------------------------------------
-    def train_transform_for_size(self, size: int):
-        return tf.train_transform(self.info.style, size, native=self.info.resolution)
-
     def eval_batches(self, size: int):
-        return ld.eval_loader(self.test_set, self.info.style, self.info.resolution, size,
-                              batch_size=self.cfg.train.eval_batch_size, num_workers=0)
+        mean, std = self.norm
+        return ld.eval_loader(self.test_set, self.info.style, self.info.native_resolution, size,
+                              batch_size=self.cfg.train.eval_batch_size, num_workers=0, mean=mean, std=std)
 
     def calibration_batches(self, size: int):
         b = max(1, min(self.table.entries, key=lambda e: abs(e.size - size)).batch)
-        return ld.calibration_batches(self.train_set, self.info.style, self.info.resolution, size,
+        mean, std = self.norm
+        return ld.calibration_batches(self.train_set, self.info.style, self.info.native_resolution, size,
                                       batch_size=min(b, 256), num_batches=self.cfg.train.calibrate_batches,
-                                      num_workers=0, seed=self.cfg.train.seed * 1000 + self.rank)
+                                      num_workers=0, seed=self.cfg.train.seed * 1000 + self.rank,
+                                      mean=mean, std=std)
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -181,6 +183,11 @@ class TrainingLoop:
         """Run the current epoch (from ``start_step``); return its metrics."""
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
+        # augmentation randomness is a function of (seed, epoch, rank): a resumed epoch repeats it
+        epoch_seed = (cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank
+        torch.manual_seed(epoch_seed)
+        if self.loader.generator is not None:
+            self.loader.generator.manual_seed(epoch_seed)
         self.model.train()
         sums: dict[str, float] = defaultdict(float)
         step_time: dict[int, list[float]] = defaultdict(list)
@@ -234,10 +241,10 @@ class TrainingLoop:
             if k % LOG_EVERY == 0 or k == n_steps - 1:
                 rate = images * self.world_size / max(now - t_epoch, 1e-9)
                 self.log(f"epoch {epoch} step {self.start_step + k + 1}/{self.start_step + n_steps} "
-                         f"size {size} B {global_batch} D {dup} loss {float(loss):.4f} "
+                         f"size {size} B {global_batch} D {dup} loss {float(loss.detach()):.4f} "
                          f"lr {lr:.4g} {rate:.0f} img/s")
         elapsed = time.perf_counter() - t_epoch
-        agreed = self.check_ranks_agree(shapes)
+        digest = self.check_ranks_agree(shapes)
         steps = max(len(shapes), 1)
         metrics: dict[str, Any] = {
             "epoch": epoch,
@@ -248,7 +255,8 @@ class TrainingLoop:
             "images_per_s": images * self.world_size / max(elapsed, 1e-9),
             "realised_budget": sums["budget"] / steps,
             "steps": len(shapes),
-            "ranks_agree": int(agreed),
+            "size_digest": digest,
+            "ranks_agree": 1,
         }
         if self.smoother is not None and self.smoother.last_norm is not None:
             metrics["grad_norm"] = float(self.smoother.last_norm)
@@ -259,16 +267,19 @@ class TrainingLoop:
         self.start_step = 0
         return metrics
 
-    def check_ranks_agree(self, shapes: list[tuple[int, int]]) -> bool:
-        """All-gather this epoch's (S, views-per-rank) sequence digest; raise if any rank differs."""
-        if not _distributed() or self.world_size == 1:
-            return True
+    def check_ranks_agree(self, shapes: list[tuple[int, int]]) -> int:
+        """All-gather this epoch's (S, views-per-rank) sequence digest; raise if any rank differs.
+
+        Returns the digest as an int (48 bits), the same on every rank, logged as ``size_digest``."""
         digest = hashlib.sha256(repr(shapes).encode()).hexdigest()
-        everyone: list[Any] = [None] * self.world_size
-        dist.all_gather_object(everyone, (digest, len(shapes)))
-        if len(set(everyone)) != 1:
-            raise RuntimeError(f"ranks trained on different size sequences in epoch {self.epoch}: {everyone}")
-        return True
+        if _distributed() and self.world_size > 1:
+            everyone: list[Any] = [None] * self.world_size
+            dist.all_gather_object(everyone, (digest, len(shapes)))
+            if len(set(everyone)) != 1:
+                raise RuntimeError(
+                    f"ranks trained on different size sequences in epoch {self.epoch}: {everyone}"
+                )
+        return int(digest[:12], 16)
 
     @torch.no_grad()
     def validate(self, size: int | None = None) -> float:

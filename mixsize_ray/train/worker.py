@@ -70,7 +70,7 @@ def train_func(config: dict[str, Any]) -> None:
             if rank == 0:
                 if last:
                     result = loop.sweep(progress=False)
-                    doc = result.to_json()
+                    doc = result.to_dict()
                     Path(tmp, SWEEP_JSON).write_text(json.dumps(doc, indent=2))
                     result.plot(os.path.join(tmp, SWEEP_PNG))
                     for row in doc["sizes"]:
