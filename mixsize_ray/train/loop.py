@@ -31,10 +31,9 @@ from mixsize_ray.core.lr import LRSchedule
 from mixsize_ray.core.regime import RegimeTable, regime_from_config
 from mixsize_ray.core.schedule import StepSchedule
 from mixsize_ray.core.smoothing import GradientSmoother
-from mixsize_ray.data import datasets as ds
 from mixsize_ray.data import loader as ld
-from mixsize_ray.data import transforms as tf
 from mixsize_ray.models import build_model
+from mixsize_ray.train.data_bundle import DataBundle
 
 LOG_EVERY = 20  # steps between progress lines on rank 0
 
@@ -80,18 +79,16 @@ class TrainingLoop:
         self.log = log if rank == 0 else (lambda _msg: None)
 
         d = cfg.data
-        self.info = ds.dataset_info(d.name, d.root)
-        self.norm = ds.normalization(d.name)
-        self.train_transforms = tf.transforms_for(d.name, train=True)
-        self.train_set = ds.build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed)
-        self.test_set = ds.build_dataset(d.name, d.root, "test", size=d.test_size, seed=d.seed)
+        self.data = DataBundle(cfg)
+        self.info = self.data.info
+        self.train_set = self.data.train_set
         self.table: RegimeTable = regime_from_config(cfg, world_size=world_size,
                                                      num_images=len(self.train_set)).solve()
         self.schedule = StepSchedule(self.table, num_images=len(self.train_set), seed=cfg.train.seed,
                                      epochs=cfg.train.epochs, max_steps_per_epoch=cfg.train.max_steps_per_epoch)
         self.loader = ld.build_loader(
             self.train_set,
-            self.train_transforms,
+            self.data.train_transforms,
             self.schedule,
             rank=rank,
             world_size=world_size,
@@ -139,17 +136,13 @@ class TrainingLoop:
 
     # ---- data ------------------------------------------------------------------------------------------
     def eval_batches(self, size: int):
-        mean, std = self.norm
-        return ld.eval_loader(self.test_set, self.info.style, self.info.native_resolution, size,
-                              batch_size=self.cfg.train.eval_batch_size, num_workers=0, mean=mean, std=std)
+        return self.data.eval_batches(size)
 
     def calibration_batches(self, size: int):
         b = max(1, min(self.table.entries, key=lambda e: abs(e.size - size)).batch)
-        mean, std = self.norm
-        return ld.calibration_batches(self.train_set, self.info.style, self.info.native_resolution, size,
-                                      batch_size=min(b, 256), num_batches=self.cfg.train.calibrate_batches,
-                                      num_workers=0, seed=self.cfg.train.seed * 1000 + self.rank,
-                                      mean=mean, std=std)
+        return self.data.calibration_batches(size, batch_size=min(b, 256),
+                                             num_batches=self.cfg.train.calibrate_batches,
+                                             seed=self.cfg.train.seed * 1000 + self.rank)
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
     def warmup(self) -> None:

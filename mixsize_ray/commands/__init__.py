@@ -1,0 +1,2 @@
+"""One module per `mixsize-ray` subcommand, each with ``register(subparsers)``; heavy imports stay inside
+the command functions so `--help` and bad-input errors are instant."""

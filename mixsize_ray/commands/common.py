@@ -1,0 +1,13 @@
+"""Arguments shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("config", nargs=None if required else "?", default=None,
+                   help="YAML config (sections data, model, regime, optim, train, ray, tracking)"
+                   + ("" if required else "; default: built-in defaults"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (YAML syntax), repeatable; default: none")
