@@ -27,7 +27,7 @@ test-unit: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

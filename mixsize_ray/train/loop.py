@@ -239,6 +239,11 @@ class TrainingLoop:
         elapsed = time.perf_counter() - t_epoch
         digest = self.check_ranks_agree(shapes)
         steps = max(len(shapes), 1)
+        if _distributed() and self.world_size > 1:  # epoch loss/accuracy over all ranks' samples
+            totals = torch.tensor([sums["loss"], sums["correct"], sums["views"]], dtype=torch.float64,
+                                  device=self.device)  # nccl reduces device tensors only
+            dist.all_reduce(totals)
+            sums["loss"], sums["correct"], sums["views"] = totals.tolist()
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "step": self.global_step,

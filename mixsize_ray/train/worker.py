@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ SWEEP_PNG = "sweep.png"
 
 
 def _log(msg: str) -> None:
-    print(f"[mixsize-ray] {msg}", flush=True)
+    # straight to stdout: Ray Train V2 patches print() into its logger, which shows every line twice
+    sys.stdout.write(f"[mixsize-ray] {msg}\n")
+    sys.stdout.flush()
 
 
 def train_func(config: dict[str, Any]) -> None:
