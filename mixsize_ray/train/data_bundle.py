@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from mixsize_ray.config import Config
+from mixsize_ray.core.calibration import resize_batches
 from mixsize_ray.data import datasets as ds
 from mixsize_ray.data import loader as ld
 from mixsize_ray.data import transforms as tf
@@ -28,6 +29,8 @@ class DataBundle:
         self.train_transforms = tf.transforms_for(d.name, train=True)
         self.train_set = ds.build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed)
         self.test_set = ds.build_dataset(d.name, d.root, "test", size=d.test_size, seed=d.seed)
+        self._calib_key: tuple[int, int, int] | None = None
+        self._calib_base: list[torch.Tensor] = []
 
     def eval_batches(self, size: int, batch_size: int | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         return ld.eval_loader(self.test_set, self.info.style, self.info.native_resolution, size,
@@ -35,6 +38,22 @@ class DataBundle:
                               mean=self.mean, std=self.std)
 
     def calibration_batches(self, size: int, batch_size: int, num_batches: int, seed: int = 0) -> Iterable:
-        return ld.calibration_batches(self.train_set, self.info.style, self.info.native_resolution, size,
-                                      batch_size=batch_size, num_batches=num_batches, num_workers=0, seed=seed,
-                                      mean=self.mean, std=self.std)
+        """Training-augmented batches at ``size``.
+
+        CIFAR-style augmentation (pad-crop-flip at the native side, then resize to S) does not depend on S
+        before its last step, so the native-side batches are decoded and augmented ONCE per
+        (batch_size, num_batches, seed) and every size of a sweep is an antialiased resize of them. The
+        ImageNet style (RandomResizedCrop(S)) is loaded per size.
+        """
+        if self.info.style != "cifar":
+            return ld.calibration_batches(self.train_set, self.info.style, self.info.native_resolution, size,
+                                          batch_size=batch_size, num_batches=num_batches, num_workers=0,
+                                          seed=seed, mean=self.mean, std=self.std)
+        key = (batch_size, num_batches, seed)
+        if self._calib_key != key:
+            native = self.info.native_resolution
+            self._calib_base = list(ld.calibration_batches(
+                self.train_set, self.info.style, native, native, batch_size=batch_size, num_batches=num_batches,
+                num_workers=0, seed=seed, mean=self.mean, std=self.std))
+            self._calib_key = key
+        return resize_batches(self._calib_base, size)
