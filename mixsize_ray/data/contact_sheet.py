@@ -11,8 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from mixsize_ray.atomic import atomic_writer
 from mixsize_ray.data.loader import Batch
 
 _LABEL_W = 110
@@ -79,14 +78,6 @@ def save_contact_sheet(
                 im = Image.fromarray(views[i * b.duplicates + v]).resize((tile, tile), Image.NEAREST)
                 sheet.paste(im, (_LABEL_W + i * (b.duplicates * tile + _GAP) + v * tile, y))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sheet.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        sheet.save(f, format="PNG")
     return path

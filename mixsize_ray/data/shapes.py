@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from mixsize_ray.atomic import atomic_writer
 from mixsize_ray.errors import ConfigError
 
 SHAPE_CLASSES: tuple[str, ...] = (
@@ -279,18 +279,8 @@ def cache_path(root: str | Path, split: str, size: int, seed: int, resolution: i
 
 
 def _write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays)
 
 
 def load_or_generate(

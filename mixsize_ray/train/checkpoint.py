@@ -15,37 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mixsize_ray.atomic import atomic_write_bytes
 from mixsize_ray.errors import ConfigError
 
 FORMAT = "mixsize-ray/checkpoint/v1"
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.yaml"
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (same-folder temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any], config_yaml: str | None = None) -> Path:
