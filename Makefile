@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# the quickstart regime search (about 10 minutes on 2 CPU cores); `mixsize-ray demo` is the single training run
 demo: $(STAMP)
-	$(VENV)/bin/mixsize-ray demo
+	OMP_NUM_THREADS=1 $(VENV)/bin/mixsize-ray tune search_spaces/quickstart.yaml
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests $(PYTEST_ARGS)

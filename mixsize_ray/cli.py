@@ -16,7 +16,7 @@ from mixsize_ray.errors import ConfigError
 EXIT_BAD_INPUT = 2
 
 # subcommand modules under mixsize_ray.commands, in --help order
-COMMANDS = ("regime", "train", "evaluate", "preview", "demo")
+COMMANDS = ("regime", "train", "evaluate", "preview", "demo", "tune", "ui", "mlflow_sync")
 
 
 def build_parser() -> argparse.ArgumentParser:

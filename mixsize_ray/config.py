@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -137,12 +138,26 @@ class RayConfig:
 
 @dataclass
 class TrackingConfig:
-    """MLflow: ``uri`` None = MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory."""
+    """MLflow: ``uri`` None = MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory.
+
+    ``run_name`` None = train.name. ``parent_run_id`` nests the run under an existing run (a search's
+    parent). ``register_model`` names a registered model to add a version to. ``model_format`` is the
+    MLflow PyTorch serialization of the logged model: ``pickle`` (the SizeAwareModel itself) or ``pt2``
+    (torch.export graph that selects per-size BN statistics by input size; pickle-free). ``retries`` is the
+    attempts per logging call before a record is kept in the local spool; ``timeout_s`` (seconds) bounds
+    the preflight check and each HTTP request.
+    """
 
     enabled: bool = True
     uri: str | None = None
     experiment: str = "mixsize-ray"
+    run_name: str | None = None
+    parent_run_id: str | None = None
     register_model: str | None = None
+    log_model: bool = True
+    model_format: str = "pickle"
+    retries: int = 3
+    timeout_s: float = 10.0
 
 
 @dataclass
@@ -249,6 +264,31 @@ def _positive(fieldname: str, value: Any, minimum: float = 1, allow_none: bool =
         raise ConfigError(fieldname, f">= {minimum}", value)
 
 
+MODEL_FORMATS = ("pickle", "pt2")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _validate_tracking(t: TrackingConfig) -> None:
+    """tracking.*: URI scheme (MLflow 3 has no plain file store), names, run id shape, retry bounds."""
+    if t.uri is not None:
+        from mixsize_ray.tracking.uri import check_scheme
+
+        check_scheme(t.uri)
+    if not t.experiment.strip():
+        raise ConfigError("tracking.experiment", "a non-empty experiment name", t.experiment)
+    for name in ("run_name", "register_model"):
+        value = getattr(t, name)
+        if value is not None and not value.strip():
+            raise ConfigError(f"tracking.{name}", "null or a non-empty name", value)
+    if t.parent_run_id is not None and not _RUN_ID.match(t.parent_run_id):
+        raise ConfigError("tracking.parent_run_id", "null or an MLflow run id (32 lowercase hex digits)",
+                          t.parent_run_id)
+    _choice("tracking.model_format", t.model_format, MODEL_FORMATS)
+    _positive("tracking.retries", t.retries)
+    if not t.timeout_s > 0:
+        raise ConfigError("tracking.timeout_s", "> 0 (seconds)", t.timeout_s)
+
+
 def validate(cfg: Config) -> Config:
     """Check every value against its allowed set or range; raise one-line ConfigError on the first bad one."""
     _choice("data.name", cfg.data.name, DATASETS)
@@ -286,6 +326,7 @@ def validate(cfg: Config) -> Config:
         if not cfg.train.sweep_sizes or any(s <= 0 for s in cfg.train.sweep_sizes):
             raise ConfigError("train.sweep_sizes", "a non-empty list of sizes > 0", cfg.train.sweep_sizes)
     _positive("ray.num_workers", cfg.ray.num_workers)
+    _validate_tracking(cfg.tracking)
     if not cfg.ray.cpus_per_worker > 0:
         raise ConfigError("ray.cpus_per_worker", "> 0", cfg.ray.cpus_per_worker)
     # The regime (sizes, probabilities, budget) is validated by the solver itself.

@@ -142,7 +142,14 @@ def preflight(cfg: Config) -> dict[str, Any]:
     if cfg.data.name != "shapes":  # a missing or malformed data folder fails here, not in a worker
         build_dataset(cfg.data.name, cfg.data.root, "train", seed=cfg.data.seed)
     resume_from = check_resume_compatible(cfg, storage)
-    return {"table": table, "storage": storage, "address": address, "resume_from": resume_from}
+    tracking_uri = None
+    if cfg.tracking.enabled:  # an MLflow store that does not answer stops the run here, naming the URI
+        from mixsize_ray.tracking.uri import check_reachable, resolve_tracking_uri
+
+        tracking_uri = resolve_tracking_uri(cfg.tracking.uri)
+        check_reachable(tracking_uri, cfg.tracking.timeout_s)
+    return {"table": table, "storage": storage, "address": address, "resume_from": resume_from,
+            "tracking_uri": tracking_uri}
 
 
 def connect(cfg: Config, address: str | None) -> None:
@@ -169,8 +176,9 @@ def connect(cfg: Config, address: str | None) -> None:
                               "(or ray.autoscaling: true)", True, hint=f"the cluster has {gpus:g} GPUs")
 
 
-def build_trainer(cfg: Config, storage: str):
-    """The TorchTrainer for ``cfg`` (gloo on CPU, nccl on GPU)."""
+def build_trainer(cfg: Config, storage: str, tracking: dict[str, Any] | None = None):
+    """The TorchTrainer for ``cfg`` (gloo on CPU, nccl on GPU). ``tracking`` (a
+    :class:`~mixsize_ray.tracking.TrackingRun` as a dict) makes rank 0 log to that MLflow run."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -181,7 +189,7 @@ def build_trainer(cfg: Config, storage: str):
         resources["GPU"] = 1
     return TorchTrainer(
         train_func,
-        train_loop_config={"config": cfg.to_dict()},
+        train_loop_config={"config": cfg.to_dict(), **({"tracking": tracking} if tracking else {})},
         torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.ray.num_workers, use_gpu=cfg.ray.use_gpu,
                                      resources_per_worker=resources),
@@ -199,6 +207,7 @@ class RunSummary:
     run_dir: str
     checkpoint: str | None
     metrics: dict[str, Any]
+    mlflow_run_id: str | None = None
 
     @property
     def sweep_json(self) -> str | None:
@@ -214,13 +223,35 @@ def run_training(cfg: Config) -> RunSummary:
     import ray
 
     started_here = not ray.is_initialized()
+    tracking = None
     try:
         connect(cfg, facts["address"])
-        trainer = build_trainer(cfg, facts["storage"])
+        if cfg.tracking.enabled:  # after the cluster checks: a refused run leaves no MLflow run behind
+            from mixsize_ray.tracking import start_run
+
+            tracking = start_run(cfg, storage=facts["storage"], resume_from=facts["resume_from"], log=_say)
+        trainer = build_trainer(cfg, facts["storage"], tracking=tracking.to_dict() if tracking else None)
         result = trainer.fit()
+    except BaseException as e:
+        if tracking is not None:
+            from mixsize_ray.tracking import finish_run
+
+            finish_run(tracking, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", log=_say)
+        raise
     finally:
         if started_here and ray.is_initialized():
             ray.shutdown()
+    metrics = dict(result.metrics or {})
+    run_id = None
+    if tracking is not None:
+        from mixsize_ray.tracking import finish_run
+
+        run_id = metrics.get("mlflow_run_id") or tracking.run_id
+        finish_run(tracking, "FINISHED", run_id=run_id, log=_say)
     ckpt = result.checkpoint.path if result.checkpoint is not None else None
     return RunSummary(run_dir=os.path.join(facts["storage"], cfg.train.name), checkpoint=ckpt,
-                      metrics=dict(result.metrics or {}))
+                      metrics=metrics, mlflow_run_id=run_id)
+
+
+def _say(msg: str) -> None:
+    print(f"[mixsize-ray] {msg}", flush=True)

@@ -35,6 +35,31 @@ def _log(msg: str) -> None:
     sys.stdout.flush()
 
 
+def _start_tracker(config: dict[str, Any], rank: int, loop: TrainingLoop, checkpoint_run_id: str | None):
+    """Rank 0's MLflow tracker when the driver opened a run (``config["tracking"]``), else None."""
+    if rank != 0 or not config.get("tracking"):
+        return None
+    from mixsize_ray.tracking import worker_tracker
+
+    tracker = worker_tracker(config["tracking"], checkpoint_run_id, _log)
+    tracker.log_start(loop.table.to_json(), loop.cfg.to_yaml())
+    return tracker
+
+
+def _track_epoch(tracker, loop: TrainingLoop, metrics: dict[str, Any], sweep_doc: dict | None, folder: str) -> None:
+    """Epoch metrics; after the last epoch also the curve, the sweep files and the model (rank 0)."""
+    tracker.log_epoch(metrics)
+    if sweep_doc is None:
+        return
+    epoch = int(metrics["epoch"])
+    tracker.log_sweep(sweep_doc, [Path(folder, SWEEP_JSON), Path(folder, SWEEP_PNG)], epoch=epoch)
+    run = tracker.info
+    if run.log_model:
+        tracker.log_model(loop.model, loop.bn_cache, fmt=run.model_format, example_size=loop.cfg.regime.base_size,
+                          registered_model_name=run.register_model, step=epoch)
+    metrics["mlflow_pending"] = tracker.close()
+
+
 def train_func(config: dict[str, Any]) -> None:
     """Per-worker entry point for :class:`ray.train.torch.TorchTrainer`."""
     cfg = config_from_dict(config["config"])
@@ -56,6 +81,18 @@ def train_func(config: dict[str, Any]) -> None:
         _log(f"resuming from checkpoint after epoch {state['epoch']} (global step {loop.global_step})")
     else:
         _log(f"starting: {loop.budget_summary()}, world size {world}, device {device}")
+    tracker = _start_tracker(config, rank, loop, extra.get("mlflow_run_id"))
+    if tracker is not None:
+        extra["mlflow_run_id"] = tracker.run_id
+    try:
+        _train(cfg, loop, rank, extra, tracker)
+    finally:
+        if tracker is not None and not tracker.closed:
+            tracker.close()
+
+
+def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -> None:
+    """Epochs until done; rank 0 evaluates, checkpoints, sweeps at the end and (with a tracker) logs."""
     if loop.done:
         _log("run already complete: nothing to train")
         return
@@ -80,6 +117,9 @@ def train_func(config: dict[str, Any]) -> None:
                         metrics[f"sweep_top1_{row['size']}"] = row["top1"]
                         if row.get("top1_calibrated") is not None:
                             metrics[f"sweep_top1_calibrated_{row['size']}"] = row["top1_calibrated"]
+                if tracker is not None:
+                    metrics["mlflow_run_id"] = tracker.run_id
+                    _track_epoch(tracker, loop, metrics, doc if last else None, tmp)
                 state = loop.state_dict()
                 state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
                 state.update(extra)

@@ -86,7 +86,14 @@ def test_imagenet_s224_presets_sum_and_mean():
         assert t.mean_size == pytest.approx(224.0, abs=1e-4)
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in PRESETS.glob("*.yaml")))
+TRAINING_PRESETS = sorted(p.name for p in PRESETS.glob("*.yaml") if p.name.startswith(("cifar_", "imagenet_")))
+
+
+def test_presets_found():
+    assert len(TRAINING_PRESETS) == 9  # CIFAR S(28) x2, official x2, fixed, ImageNet S(144) x2, S(224) x2
+
+
+@pytest.mark.parametrize("preset", TRAINING_PRESETS)
 def test_every_preset_within_tolerance_and_shares(preset):
     t = table_of(preset)
     for e in t.entries:

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from mixsize_ray.errors import ConfigError
 from mixsize_ray.atomic import atomic_write_bytes
+from mixsize_ray.errors import ConfigError
 from mixsize_ray.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 
 

@@ -1,0 +1,337 @@
+"""Search-space YAML -> :class:`SearchSpec`, validated up front (schema: ``search_spaces/SEARCH_SPACES.md``).
+
+Every mistake is one :class:`ConfigError` naming the field: unknown keys, ranges with ``low >= high``, an
+empty or single-size simplex, sizes that cannot meet the budget in a searched mode, an objective naming a
+size the sweep does not evaluate, values the training config would refuse. Nothing starts before this
+passes.
+
+Example:
+    >>> spec = load_space("search_spaces/quickstart.yaml")  # doctest: +SKIP
+    >>> [o.name for o in spec.objectives], spec.search.num_samples  # doctest: +SKIP
+    (['top1_cal_32'], 8)
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixsize_ray.errors import ConfigError
+from mixsize_ray.tune.dims import Dimension, parse_dimension
+from mixsize_ray.tune.objective import KINDS, Constraint, Objective
+
+TOP_KEYS = ("name", "description", "fixed", "space", "objectives", "constraints", "search")
+SPACE_KEYS = ("sizes", "simplex", "base", "mode", "sampling", "lr", "lr_scaling", "smoothing_alpha", "params")
+SHORTCUTS = {"mode": "regime.mode", "sampling": "regime.sampling", "lr": "optim.lr",
+             "lr_scaling": "optim.lr_scaling", "smoothing_alpha": "optim.smoothing_alpha"}
+DEFAULT_MODES = ["B+", "D+"]
+# set by the space or per trial: never in `fixed` or `space.params`
+RESERVED = ("regime.sizes", "regime.probs", "regime.base_size", "regime.base_batch", "regime.base_duplicates",
+            "train.name", "train.output_dir", "tracking.parent_run_id", "tracking.run_name")
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+TRIAL_SEEDS = ("fixed", "per-trial")
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "num_samples": 8, "max_concurrent": 2, "sampler": "tpe", "seed": 0, "trial_seed": "fixed", "asha": None,
+    "storage": None, "output_dir": "runs/tune", "enqueue": [], "top_k": 5,
+}
+ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 2, "metric": "val_top1"}
+
+
+@dataclass(frozen=True)
+class Simplex:
+    """p over the candidate sizes: flat Dirichlet (normalised -log u), each p_i >= ``floor``.
+
+    With ``allow_drop`` a size whose share falls under ``floor`` is dropped (p_i = 0) instead of raised.
+    """
+
+    sizes: tuple[int, ...]
+    floor: float = 0.02
+    allow_drop: bool = False
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    num_samples: int = 8
+    max_concurrent: int = 2
+    sampler: str = "tpe"
+    seed: int = 0
+    trial_seed: str = "fixed"
+    asha: dict[str, Any] | None = None
+    storage: str | None = None
+    output_dir: str = "runs/tune"
+    enqueue: tuple[dict[str, Any], ...] = ()
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A validated search space. ``fixed`` is the training config every trial shares (plain data)."""
+
+    name: str
+    fixed: dict[str, Any]
+    simplex: Simplex
+    base: tuple[int, int, int]
+    dims: tuple[Dimension, ...]
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...]
+    search: SearchOptions
+    sweep_sizes: tuple[int, ...]
+    description: str = ""
+    source: str = ""  # the YAML text as given
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def dim(self, key: str) -> Dimension:
+        for d in self.dims:
+            if d.key == key:
+                return d
+        raise KeyError(key)
+
+    @property
+    def modes(self) -> list[str]:
+        return [str(m) for m in self.dim("regime.mode").candidates()]
+
+
+def _mapping(field_name: str, raw: Any, allowed: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(field_name, "a mapping", raw)
+    if allowed is not None:
+        for k in raw:
+            if k not in allowed:
+                raise ConfigError(f"{field_name}.{k}" if field_name else str(k), f"one of the keys {list(allowed)}",
+                                  k, hint="unknown key")
+    return raw
+
+
+def _int(field_name: str, v: Any, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ConfigError(field_name, f"an integer >= {minimum}", v)
+    return v
+
+
+def _parse_fixed(raw: Any, overrides: list[str]) -> dict[str, Any]:
+    from mixsize_ray.config import _SECTION_TYPES, parse_override
+
+    fixed = copy.deepcopy(_mapping("fixed", raw, list(_SECTION_TYPES)))
+    for sec, values in list(fixed.items()):
+        fixed[sec] = dict(_mapping(f"fixed.{sec}", values, None))
+    for item in overrides:
+        sec, key, value = parse_override(item)
+        fixed.setdefault(sec, {})[key] = value
+    for key in RESERVED:
+        sec, k = key.split(".")
+        if k in fixed.get(sec, {}):
+            raise ConfigError(f"fixed.{key}", "to be left out (the space or each trial sets it)", fixed[sec][k])
+    return fixed
+
+
+def _parse_sizes(space: dict[str, Any]) -> Simplex:
+    sizes = space.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) < 2:
+        raise ConfigError("space.sizes", "a list of >= 2 candidate sizes (a distribution needs two)", sizes)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
+        raise ConfigError("space.sizes", "distinct integers >= 1", sizes)
+    raw = _mapping("space.simplex", space.get("simplex"), ("floor", "allow_drop"))
+    floor, allow_drop = raw.get("floor", 0.02), raw.get("allow_drop", False)
+    if not isinstance(allow_drop, bool):
+        raise ConfigError("space.simplex.allow_drop", "true or false", allow_drop)
+    limit = 1.0 / len(sizes)
+    if isinstance(floor, bool) or not isinstance(floor, int | float) or not 0 <= floor < limit:
+        raise ConfigError("space.simplex.floor", f"a probability in [0, {limit:.4g}) (1 / number of sizes)", floor)
+    if floor == 0 and not allow_drop:
+        raise ConfigError("space.simplex.floor", "> 0 (or allow_drop: true to let sizes drop out)", floor)
+    return Simplex(tuple(sizes), float(floor), allow_drop)
+
+
+def _parse_base(space: dict[str, Any]) -> tuple[int, int, int]:
+    raw = _mapping("space.base", space.get("base"), ("size", "batch", "duplicates"))
+    from mixsize_ray.config import RegimeConfig
+
+    d = RegimeConfig()
+    return (_int("space.base.size", raw.get("size", d.base_size)),
+            _int("space.base.batch", raw.get("batch", d.base_batch)),
+            _int("space.base.duplicates", raw.get("duplicates", d.base_duplicates)))
+
+
+def _parse_dims(space: dict[str, Any], fixed: dict[str, Any]) -> tuple[Dimension, ...]:
+    dims = [parse_dimension(f"space.{short}", key, space[short] if short in space else
+                            (DEFAULT_MODES if short == "mode" else None), name=key)
+            for short, key in SHORTCUTS.items() if short in space or short == "mode"]
+    params = _mapping("space.params", space.get("params"), None)
+    for key, raw in params.items():
+        if key in RESERVED or key in SHORTCUTS.values():
+            short = {v: k for k, v in SHORTCUTS.items()}.get(key)
+            raise ConfigError(f"space.params.{key}", f"a key the space does not set itself"
+                              f"{f' (use space.{short})' if short else ''}", key)
+        dims.append(parse_dimension(f"space.params.{key}", key, raw, name=key))
+    for d in dims:
+        sec, k = d.key.split(".")
+        if k in fixed.get(sec, {}):
+            raise ConfigError(f"fixed.{d.key}", "to be left out (the space sets it)", fixed[sec][k])
+    modes = next(d for d in dims if d.key == "regime.mode").candidates()
+    if any(m not in ("fixed", "B+", "D+") for m in modes):
+        raise ConfigError("space.mode", "choices from ['B+', 'D+', 'fixed']", modes)
+    if not [m for m in modes if m != "fixed"]:
+        raise ConfigError("space.mode", "at least one of B+ or D+ (fixed is the control arm)", modes)
+    return tuple(dims)
+
+
+def _parse_objectives(raw: Any, s0: int, sweep: tuple[int, ...]) -> tuple[Objective, ...]:
+    if raw is None:
+        raw = [{"kind": "target"}]
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("objectives", "a non-empty list of {kind: target|band|size|steps, ...}", raw)
+    out: list[Objective] = []
+    for i, item in enumerate(raw):
+        f = f"objectives[{i}]"
+        item = _mapping(f, item, ("kind", "size", "low", "high", "calibrated"))
+        kind, cal = item.get("kind"), item.get("calibrated", True)
+        if kind not in KINDS:
+            raise ConfigError(f"{f}.kind", f"one of {list(KINDS)}", kind)
+        if not isinstance(cal, bool):
+            raise ConfigError(f"{f}.calibrated", "true or false", cal)
+        if kind in ("target", "size"):
+            if kind == "size" and "size" not in item:
+                raise ConfigError(f"{f}.size", "the size whose top-1 to maximise", None)
+            size = _int(f"{f}.size", item.get("size", s0))
+            if size not in sweep:
+                raise ConfigError(f"{f}.size", f"a size the sweep evaluates {list(sweep)} "
+                                  "(set fixed.train.sweep_sizes)", size)
+            out.append(Objective(kind, (size,), cal))
+        elif kind == "band":
+            lo, hi = _int(f"{f}.low", item.get("low")), _int(f"{f}.high", item.get("high"))
+            if not lo < hi:
+                raise ConfigError(f, "low < high", {"low": lo, "high": hi})
+            inside = tuple(s for s in sweep if lo <= s <= hi)
+            if not inside:
+                raise ConfigError(f, f"a band holding at least one evaluated size {list(sweep)}", [lo, hi])
+            out.append(Objective(kind, inside, cal, lo, hi))
+        else:
+            out.append(Objective("steps", (), cal))
+    names = [o.name for o in out]
+    if len(set(names)) != len(names):
+        raise ConfigError("objectives", "distinct objectives", names)
+    return tuple(out)
+
+
+def _parse_constraints(raw: Any) -> tuple[Constraint, ...]:
+    raw = _mapping("constraints", raw, ("mean_size", "compute_ratio"))
+    out: list[Constraint] = []
+    if "mean_size" in raw:
+        m = _mapping("constraints.mean_size", raw["mean_size"], ("low", "high"))
+        for part in ("low", "high"):
+            if part in m and (isinstance(m[part], bool) or not isinstance(m[part], int | float) or m[part] <= 0):
+                raise ConfigError(f"constraints.mean_size.{part}", "a size > 0", m[part])
+        if not m:
+            raise ConfigError("constraints.mean_size", "low and/or high", m)
+        if "low" in m and "high" in m and not m["low"] < m["high"]:
+            raise ConfigError("constraints.mean_size", "low < high", m)
+        out += [Constraint("mean_size", float(m[p]), p == "high") for p in ("low", "high") if p in m]
+    if "compute_ratio" in raw:
+        c = _mapping("constraints.compute_ratio", raw["compute_ratio"], ("max",))
+        mx = c.get("max")
+        if isinstance(mx, bool) or not isinstance(mx, int | float) or not mx > 0:
+            raise ConfigError("constraints.compute_ratio.max", "a ratio > 0", mx)
+        out.append(Constraint("compute_ratio", float(mx), True))
+    return tuple(out)
+
+
+def _parse_search(raw: Any) -> SearchOptions:
+    raw = {**SEARCH_DEFAULTS, **_mapping("search", raw, list(SEARCH_DEFAULTS))}
+    _int("search.num_samples", raw["num_samples"])
+    _int("search.max_concurrent", raw["max_concurrent"])
+    _int("search.seed", raw["seed"], minimum=0)
+    _int("search.top_k", raw["top_k"])
+    if raw["sampler"] not in SAMPLERS:
+        raise ConfigError("search.sampler", f"one of {list(SAMPLERS)}", raw["sampler"])
+    if raw["trial_seed"] not in TRIAL_SEEDS:
+        raise ConfigError("search.trial_seed", f"one of {list(TRIAL_SEEDS)}", raw["trial_seed"])
+    asha = raw["asha"]
+    if asha is not None:
+        asha = {**ASHA_DEFAULTS, **_mapping("search.asha", asha if asha is not True else {}, list(ASHA_DEFAULTS))}
+        _int("search.asha.grace_period", asha["grace_period"])
+        _int("search.asha.reduction_factor", asha["reduction_factor"], minimum=2)
+    for k in ("storage", "output_dir"):
+        if raw[k] is not None and (not isinstance(raw[k], str) or not raw[k]):
+            raise ConfigError(f"search.{k}", "a non-empty string", raw[k])
+    if not raw["output_dir"]:
+        raise ConfigError("search.output_dir", "a folder", raw["output_dir"])
+    if not isinstance(raw["enqueue"], list) or any(not isinstance(e, dict) for e in raw["enqueue"]):
+        raise ConfigError("search.enqueue", "a list of parameter mappings", raw["enqueue"])
+    return SearchOptions(raw["num_samples"], raw["max_concurrent"], raw["sampler"], raw["seed"],
+                         raw["trial_seed"], asha, raw["storage"], raw["output_dir"], tuple(raw["enqueue"]),
+                         raw["top_k"])
+
+
+def _sweep_sizes(fixed: dict[str, Any], s0: int) -> tuple[int, ...]:
+    from mixsize_ray.core.evaluation import default_sizes
+    from mixsize_ray.data.datasets import dataset_info
+
+    sweep = fixed.get("train", {}).get("sweep_sizes")
+    if sweep:
+        return tuple(int(s) for s in sweep)
+    style = dataset_info(fixed.get("data", {}).get("name", "shapes")).style
+    return tuple(default_sizes(style, s0))
+
+
+def parse_space(raw: Any, overrides: list[str] | None = None, source: str = "") -> SearchSpec:
+    """Validate a parsed YAML mapping (plus ``section.key=value`` overrides of ``fixed``)."""
+    raw = _mapping("", raw, TOP_KEYS)
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ConfigError("name", "a name of letters, digits, '_', '-', '.' (at most 64)", name)
+    description = raw.get("description") or ""
+    fixed = _parse_fixed(raw.get("fixed"), overrides or [])
+    space = _mapping("space", raw.get("space"), SPACE_KEYS)
+    if not space:
+        raise ConfigError("space", "a mapping with at least sizes", raw.get("space"))
+    simplex = _parse_sizes(space)
+    base = _parse_base(space)
+    dims = _parse_dims(space, fixed)
+    sweep = _sweep_sizes(fixed, base[0])
+    spec = SearchSpec(
+        name=name, fixed=fixed, simplex=simplex, base=base, dims=dims,
+        objectives=_parse_objectives(raw.get("objectives"), base[0], sweep),
+        constraints=_parse_constraints(raw.get("constraints")),
+        search=_parse_search(raw.get("search")), sweep_sizes=sweep, description=str(description),
+        source=source, raw=copy.deepcopy(raw),
+    )
+    asha = spec.search.asha
+    if asha and asha["metric"] == "val_top1" and fixed.get("train", {}).get("eval_every", 1) != 1:
+        raise ConfigError("fixed.train.eval_every", "1 with search.asha on val_top1 (ASHA needs it every epoch)",
+                          fixed["train"]["eval_every"])
+    from mixsize_ray.tune.space import check_space
+
+    check_space(spec)
+    return spec
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpec:
+    """Read and validate a search-space YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("space", "an existing search-space YAML file", str(path))
+    text = p.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError("space", f"valid YAML{f' at line {mark.line + 1}' if mark else ''}", str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("space", "a YAML mapping (name, fixed, space, objectives, ...)", str(path))
+    return parse_space(raw, overrides, source=text)
+
+
+def with_search(spec: SearchSpec, **changes: Any) -> SearchSpec:
+    """A copy with some :class:`SearchOptions` replaced."""
+    return replace(spec, search=replace(spec.search, **changes))

@@ -1,0 +1,259 @@
+"""Real MLflow tracking of real Ray Train runs: a `mlflow server` (sqlite store, proxied artifacts) on a
+free loopback port, a 2-worker smoke run logged to it and read back through MlflowClient (params, the
+accuracy-vs-size curve with step = size, artifacts, the model predicting at two sizes with their own BN
+statistics), a resume that reattaches to the same run, the real UI in headless Chromium, and a server
+that goes away mid-run (training goes on, the spool keeps everything, `mixsize-ray mlflow-sync` sends it)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote
+
+import pytest
+import torch
+
+from mixsize_ray.cli import main
+from mixsize_ray.config import config_from_dict, load_config
+from mixsize_ray.tracking.model import tracking_uri
+from mixsize_ray.tracking.server import start_server, stop_server, wait_healthy
+from mixsize_ray.tracking.spool import Spool
+from mixsize_ray.train.checkpoint import load_checkpoint
+from mixsize_ray.train.launch import apply_smoke, run_training
+from tests.integration.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+EXPERIMENT = "itest-tracking"
+pytestmark = pytest.mark.integration
+
+SETS = [
+    "ray.num_workers=2", "train.epochs=2", "train.max_steps_per_epoch=8", "data.train_size=1024",
+    "train.sweep_sizes=[16,32,48]", "train.calibrate_batches=2", "train.num_to_keep=5",
+    "tracking.enabled=true", f"tracking.experiment={EXPERIMENT}", "tracking.retries=2", "tracking.timeout_s=5",
+]
+
+
+def tracked_cfg(out: Path, name: str, uri: str, *extra: str):
+    cfg = apply_smoke(load_config(ROOT / "search_spaces/cifar_s28_dplus.yaml"))
+    return config_from_dict(cfg.to_dict(), [*SETS, f"train.output_dir={out}", f"train.name={name}",
+                                            f"tracking.uri={uri}", *extra])
+
+
+class Server:
+    """A real `mlflow server` on a free loopback port; restartable on the same port and store."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> Server:
+        self.proc = start_server(f"sqlite:///{self.folder}/mlflow.db", port=self.port,
+                                 artifacts_destination=str(self.folder / "artifacts"),
+                                 log_file=self.folder / "server.log", cwd=self.folder)
+        try:
+            wait_healthy(self.url, timeout_s=120, proc=self.proc)
+        except BaseException:
+            stop_server(self.proc)
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_server(self.proc)
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.url)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def tracked(ray_local, shapes_cache, server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    summary = run_training(tracked_cfg(out, "tracked", server.url))
+    client = server.client()
+    return SimpleNamespace(out=out, summary=summary, client=client, run=client.get_run(summary.mlflow_run_id))
+
+
+def test_run_has_tags_and_the_flat_config(tracked):
+    run = tracked.run
+    assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
+    tags = run.data.tags
+    assert (tags["mode"], tags["sampling"], tags["dataset"], tags["model"]) == ("D+", "step", "shapes", "resnet20")
+    p = run.data.params
+    assert p["regime.p_32"] == "0.3" and p["regime.p_16"] == "0.2" and p["regime.sizes"] == "[40, 32, 24, 16]"
+    assert p["train.epochs"] == "2" and p["ray.num_workers"] == "2"
+
+
+def test_curve_is_a_metric_whose_steps_are_the_sizes(tracked):
+    c, rid = tracked.client, tracked.run.info.run_id
+    sweep = json.loads(Path(tracked.summary.sweep_json).read_text())
+    want = {r["size"]: r for r in sweep["sizes"]}
+    for key, field in (("top1_vs_size", "top1"), ("top1_calibrated_vs_size", "top1_calibrated")):
+        hist = c.get_metric_history(rid, key)
+        assert sorted(m.step for m in hist) == [16, 32, 48], key
+        assert all(m.value == pytest.approx(want[m.step][field]) for m in hist)
+    metrics = tracked.run.data.metrics
+    assert metrics["top1_at_32"] == pytest.approx(want[32]["top1"])
+    assert metrics["top1_calibrated_at_48"] == pytest.approx(want[48]["top1_calibrated"])
+    assert metrics["top1_per_gflop_at_16"] == pytest.approx(want[16]["top1_per_gflop"])
+    assert [m.step for m in c.get_metric_history(rid, "loss")] == [0, 1]  # per epoch
+    assert [m.step for m in c.get_metric_history(rid, "val_top1")] == [0, 1]
+
+
+def test_artifacts_and_checkpoint_run_id(tracked, tmp_path):
+    c, rid = tracked.client, tracked.run.info.run_id
+    names = {f.path for f in c.list_artifacts(rid)}
+    assert {"sweep.json", "sweep.png", "regime_table.json", "regime.json", "config.yaml"} <= names
+    got = json.loads(Path(c.download_artifacts(rid, "sweep.json", str(tmp_path))).read_text())
+    assert got == json.loads(Path(tracked.summary.sweep_json).read_text())
+    table = json.loads(Path(c.download_artifacts(rid, "regime_table.json", str(tmp_path))).read_text())
+    assert [row[0] for row in table["data"]] == [40, 32, 24, 16] and "batch" in table["columns"]
+    assert Path(c.download_artifacts(rid, "sweep.png", str(tmp_path))).read_bytes()[:4] == b"\x89PNG"
+    assert load_checkpoint(tracked.summary.checkpoint)["mlflow_run_id"] == rid
+
+
+def test_logged_model_predicts_at_two_sizes_with_their_statistics(tracked, server):
+    import mlflow.pytorch
+
+    from mixsize_ray.core.calibration import SizeAwareModel
+
+    (out,) = tracked.run.outputs.model_outputs
+    with tracking_uri(server.url):
+        model = mlflow.pytorch.load_model(f"models:/{out.model_id}")
+    assert isinstance(model, SizeAwareModel) and model.cache.sizes == [16, 32, 48]
+    model.eval()
+    torch.manual_seed(0)
+    for size in (16, 48):
+        x = torch.rand(4, 3, size, size)
+        with torch.no_grad():
+            got = model(x)
+        assert model.current_size == size and got.shape == (4, 10)
+        plain = copy.deepcopy(model.model).eval()
+        model.cache.apply(plain, size)
+        with torch.no_grad():
+            assert torch.allclose(got, plain(x), atol=1e-5)
+            model.cache.apply(plain, 32)  # one size's statistics for every size: a different answer
+            assert not torch.allclose(got, plain(x), atol=1e-4)
+
+
+def _chromium(tmp_path):
+    if not (shutil.which("chromium") and Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("chromium / chromium-driver not installed (.ci/run installs them with apt-get)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the dev extra) not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1600,1100", f"--user-data-dir={tmp_path / 'chrome'}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def _wait_for_text(driver, text: str, timeout_s: float = 90) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout_s, poll_frequency=0.5).until(lambda d: text in d.page_source)
+
+
+def test_mlflow_ui_shows_the_run_and_its_curve(tracked, server, tmp_path):
+    rid, exp = tracked.run.info.run_id, tracked.run.info.experiment_id
+    key = "top1_calibrated_vs_size"
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver = _chromium(tmp_path)
+    from selenium.webdriver.common.by import By
+
+    try:
+        driver.get(f"{server.url}/#/experiments/{exp}/runs/{rid}")
+        _wait_for_text(driver, "Search metrics")
+        assert "tracked" in driver.page_source and "Finished" in driver.page_source
+        box = driver.find_element(By.CSS_SELECTOR, "input[placeholder='Search metrics']")
+        box.send_keys(key)  # the run's metrics table, filtered to the curve's key
+        _wait_for_text(driver, key)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        time.sleep(2)  # let the page settle before the picture
+        driver.save_screenshot(str(ARTIFACTS / "mlflow_run_page.png"))
+        q = {"runs": [rid], "metric": key, "experiments": [exp], "plot_metric_keys": [key], "plot_layout": {},
+             "deselected_curves": [], "last_linear_y_axis_range": []}
+        query = "&".join(f"{k}={quote(json.dumps(v))}" for k, v in q.items())
+        driver.get(f"{server.url}/#/metric?{query}&x_axis=step&y_axis_scale=linear&line_smoothness=1"
+                   "&show_point=true")
+        _wait_for_text(driver, key)
+        time.sleep(3)
+        driver.save_screenshot(str(ARTIFACTS / "mlflow_curve_chart.png"))
+    finally:
+        driver.quit()
+    for name in ("mlflow_run_page.png", "mlflow_curve_chart.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+def test_resume_reattaches_to_the_same_run(tracked, server):
+    """Re-running the same name with more epochs continues the MLflow run (no second run, no param error)."""
+    rid = tracked.run.info.run_id
+    summary = run_training(tracked_cfg(tracked.out, "tracked", server.url, "train.epochs=3"))
+    assert summary.mlflow_run_id == rid
+    c = tracked.client
+    runs = c.search_runs([tracked.run.info.experiment_id], filter_string="tags.`train.name` = 'tracked'")
+    assert [r.info.run_id for r in runs] == [rid]
+    assert [m.step for m in c.get_metric_history(rid, "loss")] == [0, 1, 2]
+    run = c.get_run(rid)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "2" and run.data.tags["changed.train.epochs"] == "2 -> 3"
+    assert load_checkpoint(summary.checkpoint)["mlflow_run_id"] == rid
+
+
+def test_server_gone_mid_run_training_goes_on_and_nothing_is_lost(ray_local, shapes_cache, tmp_path):
+    srv = Server(tmp_path / "srv")
+    srv.folder.mkdir()
+    srv.start()
+    out = tmp_path / "runs"
+
+    def kill_after_first_checkpoint():
+        deadline = time.monotonic() + 400
+        while not list((out / "downed").glob("checkpoint_*/state.pt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        srv.stop()
+
+    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    killer.start()
+    try:
+        summary = run_training(tracked_cfg(out, "downed", srv.url))
+        killer.join(timeout=60)
+        # training finished; what could not be sent is in the spool beside the checkpoints
+        assert summary.metrics["epoch"] == 1 and summary.checkpoint
+        assert summary.metrics["mlflow_pending"] > 0
+        spool = Spool(out / "downed" / "mlflow_spool")
+        kinds = [r["kind"] for r in spool.records()]
+        assert {"metrics", "artifact", "model", "status"} <= set(kinds)
+        assert any(r["kind"] == "metrics" and any(m[0] == "loss" and m[2] == 1 for m in r["metrics"])
+                   for r in spool.records())
+        srv.start()  # the server comes back (same port, same store)
+        c = srv.client()
+        run_id = summary.mlflow_run_id
+        assert [m.step for m in c.get_metric_history(run_id, "loss")] == [0]  # epoch 0 made it before
+        assert main(["mlflow-sync", str(spool.directory)]) == 0
+        assert not spool.path.exists()
+        run = c.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in c.get_metric_history(run_id, "loss")] == [0, 1]
+        assert sorted(m.step for m in c.get_metric_history(run_id, "top1_calibrated_vs_size")) == [16, 32, 48]
+        assert {"sweep.json", "sweep.png"} <= {f.path for f in c.list_artifacts(run_id)}
+        assert len(run.outputs.model_outputs) == 1
+    finally:
+        srv.stop()
