@@ -25,8 +25,10 @@ def summary_text(spec: SearchSpec, summary: Any) -> str:
         cfg = load_config(rep.paths["best_yaml"])
         lines.append(regime_from_config(cfg).solve().format())
         if spec.multi_objective:
-            lines.append("Pareto front: " + "; ".join(
-                f"#{t.number} (" + ", ".join(f"{v:.4g}" for v in t.values) + ")" for t in rep.front))
+            names = ", ".join(o.name for o in spec.objectives)
+            lines.append(f"Pareto front ({names}): " + "; ".join(
+                f"#{t.number} {t.user_attrs['config']['regime']['mode']} ("
+                + ", ".join(f"{v:.4g}" for v in t.values) + ")" for t in rep.front))
         lines.append(f"train it: mixsize-ray train {rep.paths['best_yaml']}")
     lines.append("files: " + ", ".join(str(p) for p in rep.paths.values()))
     lines.append(f"Optuna study: optuna-dashboard {summary.storage_url}  (study {summary.study_name})")

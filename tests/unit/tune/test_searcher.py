@@ -89,3 +89,39 @@ def test_failure_reason_names_divergence():
     err = RuntimeError("Training failed.\n  FloatingPointError: non-finite loss nan at epoch 0 step 2 (size 16)")
     assert failure_reason(err) == "diverged: non-finite loss nan at epoch 0 step 2 (size 16)"
     assert failure_reason(ValueError("boom")).startswith("failed: ValueError: boom")
+
+
+def test_tuner_with_asha_and_multi_objective(raw_space, tmp_path):
+    """The Tuner a search builds (no cluster needed to construct it): ASHA on the per-epoch val_top1,
+    both objectives handed to Optuna, the token-CPU trainable."""
+    from mixsize_ray.tune.search import _tuner
+
+    raw_space["search"]["asha"] = {"grace_period": 1, "reduction_factor": 3}
+    raw_space["objectives"] = [{"kind": "target"}, {"kind": "steps"}]
+    spec = parse_space(raw_space)
+    meta = {"study_name": "t", "num_samples": 4}
+    tuner = _tuner(spec, tmp_path / "exp", meta, CTX, open_storage(f"sqlite:///{tmp_path / 'o.db'}"), False)
+    tc = tuner._local_tuner._tune_config
+    assert type(tc.scheduler).__name__ == "AsyncHyperBandScheduler" and tc.scheduler.metric == "val_top1"
+    assert tc.search_alg.metric == ["obj_top1_cal_32", "obj_steps"] and tc.search_alg.mode == ["max", "min"]
+    assert tc.num_samples == 4 and tc.max_concurrent_trials == 2
+    assert optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'o.db'}").directions == [
+        optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+
+
+@pytest.mark.parametrize("name, cls", [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"), ("gp", "GPSampler"),
+                                       ("random", "RandomSampler")])
+def test_samplers_draw_the_space(raw_space, name, cls):
+    from mixsize_ray.tune.searcher import make_sampler
+
+    raw_space["search"]["sampler"] = name
+    spec = parse_space(raw_space)
+    sampler = make_sampler(spec)
+    assert type(sampler).__name__ == cls
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    space = RegimeSpace(spec, CTX)
+    for i in range(4):  # past the startup trials of the model-based samplers
+        t = study.ask()
+        space(t)
+        study.tell(t, 0.1 * i)
+    assert len(study.trials) == 4 and all(abs(sum(t.user_attrs["probs"]) - 1) < 1e-9 for t in study.trials)

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_quickstart_parses():
     spec = load_space(ROOT / "search_spaces/quickstart.yaml")
     assert spec.simplex.sizes == (16, 24, 32, 40) and spec.simplex.floor > 0
-    assert spec.modes == ["B+", "D+", "fixed"] and not spec.multi_objective
-    assert [o.name for o in spec.objectives] == ["top1_cal_32"]
+    assert spec.modes == ["B+", "D+", "fixed"]
+    assert [o.name for o in spec.objectives] == ["top1_cal_band_16_48", "top1_cal_32"] and spec.multi_objective
     assert spec.dim("optim.lr").kind == "float" and spec.dim("optim.lr").log
     assert spec.search.enqueue and spec.sweep_sizes == (16, 24, 32, 40, 48)
 
