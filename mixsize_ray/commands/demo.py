@@ -14,7 +14,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "search_spaces" / "cifar_s28
 DEMO_SETS = [
     "ray.num_workers=2", "train.name=demo", "train.epochs=3", "train.max_steps_per_epoch=40",
     "data.train_size=4096", "data.test_size=512", "data.num_workers=0", "train.calibrate_batches=10",
-    "train.sweep_sizes=[16,20,24,28,32,40,48]",
+    "train.sweep_sizes=[16,20,24,28,32,40,48]", "optim.lr=0.05",
 ]
 
 

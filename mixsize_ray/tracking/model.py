@@ -111,6 +111,9 @@ def log_model(model: nn.Module, run_id: str, uri: str, *, fmt: str = "pickle", e
 
     kwargs = _flavor_kwargs(model, fmt, example_size)
     with tracking_uri(uri):
+        # MLflow 3 creates the LoggedModel in the ACTIVE experiment, not the run's: make them the same,
+        # or the model lands in the Default experiment's artifact folder.
+        mlflow.set_experiment(experiment_id=mlflow.MlflowClient(uri).get_run(run_id).info.experiment_id)
         return mlflow.pytorch.log_model(model, name=name, run_id=run_id, step=step,
                                         registered_model_name=registered_model_name, **kwargs)
 

@@ -166,6 +166,7 @@ def connect(cfg: Config, address: str | None) -> None:
             num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
             num_gpus=None,
             include_dashboard=False,
+            _node_ip_address="127.0.0.1",  # a private local cluster: loopback only
             _temp_dir=tempfile.mkdtemp(prefix="mixsize-ray-"),
             log_to_driver=True,
         )

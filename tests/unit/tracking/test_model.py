@@ -51,6 +51,10 @@ def test_logged_model_predicts_with_each_sizes_statistics(fmt, trained, sqlite_s
         assert isinstance(loaded, SizeAwareModel) and loaded.cache.sizes == [16, 32, 48]
         loaded.eval()
     assert client.get_run(run_id).outputs.model_outputs[0].model_id == info.model_id
+    # the model belongs to the run's experiment (and its artifact folder), not the Default experiment
+    logged = client.get_logged_model(info.model_id)
+    assert logged.experiment_id == exp
+    assert logged.artifact_location.startswith(client.get_experiment(exp).artifact_location)
     for size in (16, 48):
         x = torch.randn(2, 3, size, size)
         with torch.no_grad():
