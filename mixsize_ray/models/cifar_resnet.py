@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mixsize_ray.models.init import kaiming_init_
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers with a residual: ``[N, C_in, H, W] -> [N, C_out, H/stride, W/stride]``."""
@@ -64,15 +66,7 @@ class CifarResNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn1(self.conv1(x)))

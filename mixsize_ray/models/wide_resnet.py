@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mixsize_ray.models.init import kaiming_init_
+
 
 class WideBlock(nn.Module):
     """Pre-activation block BN-ReLU-conv3x3-(dropout)-BN-ReLU-conv3x3 with a 1x1 shortcut when the shape changes."""
@@ -62,14 +64,7 @@ class WideResNet(nn.Module):
         self.bn = nn.BatchNorm2d(c_in)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        kaiming_init_(self, linear_weight=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(self.conv1(x))
