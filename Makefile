@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit bench lint install clean
+.PHONY: demo test test-unit bench reproduce lint install clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,8 +30,12 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH)
 
+# fixed vs B+ vs D+ on the embedded data, 3 seeds (about 60 minutes on 2 CPU cores): benchmarks/results/reproduce.*
+reproduce: $(STAMP)
+	$(PY) -m benchmarks.reproduce $(REPRODUCE_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf runs .pytest_cache benchmarks/results
+	rm -rf runs .pytest_cache

@@ -33,13 +33,21 @@ MODELS = ("resnet20", "resnet44", "resnet56", "wrn28_10", "resnet18", "resnet50"
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "step", "constant")
 LR_SCALINGS = ("none", "linear", "sqrt")
-LR_SCALING_BY = ("step", "mean")
+LR_SCALING_BY = ("mean", "step")
+WEIGHT_DECAY_ON = ("weights", "all")
+DATA_STYLES = ("auto", "cifar", "imagenet")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
 @dataclass
 class DataConfig:
-    """Dataset. ``train_size``/``test_size`` are image counts (subsample; None = whole split)."""
+    """Dataset. ``train_size``/``test_size`` are image counts (subsample; None = whole split).
+
+    ``style`` picks the augmentation family: ``auto`` = the dataset's own (CIFAR-style pad-crop-flip for
+    shapes/CIFAR, ImageNet-style RandomResizedCrop for an ImageFolder); ``cifar`` on an ImageFolder of small
+    images resizes each image to ``native_size`` (pixels; None = 32) and pad-crop-flips it there.
+    ``mean``/``std`` (three numbers each, RGB in [0, 1]) replace the dataset's normalisation.
+    """
 
     name: str = "shapes"
     root: str | None = None
@@ -47,6 +55,10 @@ class DataConfig:
     test_size: int | None = 2000
     seed: int = 0
     num_workers: int = 2
+    style: str = "auto"
+    native_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
 
 @dataclass
@@ -79,9 +91,15 @@ class RegimeConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimizer, LR schedule (fractions of total steps for ``milestones``), LR scaling and smoothing.
+    """Optimizer, LR schedule, LR scaling and smoothing.
 
-    ``smoothing_alpha`` None disables gradient smoothing (the official code uses 0.9).
+    ``milestones`` are fractions of the total steps; ``milestone_epochs`` (if set) replaces them with epoch
+    numbers (Goyal et al.'s ImageNet recipe decays at epochs 30/60/80 of 90). ``weight_decay_on``:
+    ``weights`` (default; conv and linear weights only, as the official ``weight_decay_config`` and the
+    paper: no decay on BatchNorm parameters or biases) or ``all`` (every parameter). ``lr_scaling`` with
+    ``lr_scaling_by: mean`` (default) scales the LR once by the regime's mean batch over B0 (paper section
+    5.2, linear); ``step`` rescales it by every step's batch. ``smoothing_alpha`` None disables gradient
+    smoothing (the official code uses 0.9).
     """
 
     name: str = "sgd"
@@ -91,10 +109,12 @@ class OptimConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     milestones: list[float] = field(default_factory=lambda: [0.3, 0.6, 0.8])
+    milestone_epochs: list[int] | None = None
     gamma: float = 0.1
     warmup_steps: int = 0
+    weight_decay_on: str = "weights"
     lr_scaling: str = "none"
-    lr_scaling_by: str = "step"
+    lr_scaling_by: str = "mean"
     smoothing_alpha: float | None = None
     label_smoothing: float = 0.0
     per_image_loss: bool = False
@@ -119,6 +139,7 @@ class TrainConfig:
     output_dir: str = "runs"
     num_to_keep: int = 2
     max_failures: int = 0
+    checkpoint_every_steps: int | None = None
 
 
 @dataclass
@@ -295,6 +316,12 @@ def validate(cfg: Config) -> Config:
     _positive("data.train_size", cfg.data.train_size, allow_none=True)
     _positive("data.test_size", cfg.data.test_size, allow_none=True)
     _positive("data.num_workers", cfg.data.num_workers, minimum=0)
+    _choice("data.style", cfg.data.style, DATA_STYLES)
+    _positive("data.native_size", cfg.data.native_size, minimum=8, allow_none=True)
+    for key in ("mean", "std"):
+        v = getattr(cfg.data, key)
+        if v is not None and (len(v) != 3 or (key == "std" and any(x <= 0 for x in v))):
+            raise ConfigError(f"data.{key}", "null or three numbers (RGB" + (", each > 0)" if key == "std" else ")"), v)
     _choice("model.name", cfg.model.name, MODELS)
     _positive("model.num_classes", cfg.model.num_classes, minimum=2, allow_none=True)
     _choice("regime.mode", cfg.regime.mode, MODES)
@@ -312,6 +339,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("optim.label_smoothing", "a number in [0, 1)", cfg.optim.label_smoothing)
     if any(not 0.0 < m < 1.0 for m in cfg.optim.milestones):
         raise ConfigError("optim.milestones", "fractions of training in (0, 1)", cfg.optim.milestones)
+    me = cfg.optim.milestone_epochs
+    if me is not None and (any(m < 1 or m >= cfg.train.epochs for m in me) or sorted(set(me)) != list(me)):
+        raise ConfigError("optim.milestone_epochs", f"null or increasing epochs in [1, train.epochs={cfg.train.epochs})", me)
+    _choice("optim.weight_decay_on", cfg.optim.weight_decay_on, WEIGHT_DECAY_ON)
+    if not cfg.optim.weight_decay >= 0:
+        raise ConfigError("optim.weight_decay", ">= 0", cfg.optim.weight_decay)
     _positive("optim.warmup_steps", cfg.optim.warmup_steps, minimum=0)
     _choice("train.amp", cfg.train.amp, AMP_MODES)
     _positive("train.epochs", cfg.train.epochs)
@@ -322,6 +355,7 @@ def validate(cfg: Config) -> Config:
     _positive("train.eval_batch_size", cfg.train.eval_batch_size)
     _positive("train.num_to_keep", cfg.train.num_to_keep)
     _positive("train.max_failures", cfg.train.max_failures, minimum=-1)
+    _positive("train.checkpoint_every_steps", cfg.train.checkpoint_every_steps, allow_none=True)
     if cfg.train.sweep_sizes is not None:
         if not cfg.train.sweep_sizes or any(s <= 0 for s in cfg.train.sweep_sizes):
             raise ConfigError("train.sweep_sizes", "a non-empty list of sizes > 0", cfg.train.sweep_sizes)

@@ -21,10 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mixsize_ray.config import load_config
     from mixsize_ray.core.regime import regime_from_config
+    from mixsize_ray.data.datasets import count_train_images
 
     cfg = load_config(args.config, args.overrides)
     if args.world_size is not None and args.world_size < 1:
         raise ConfigError("--world-size", "an integer >= 1", args.world_size)
-    table = regime_from_config(cfg, world_size=args.world_size).solve()
+    d = cfg.data  # the images one epoch really holds (an ImageFolder is counted, not assumed to be ImageNet)
+    table = regime_from_config(cfg, world_size=args.world_size,
+                               num_images=count_train_images(d.name, d.root, d.train_size)).solve()
     print(json.dumps(table.to_json(), indent=2) if args.json else table.format())
     return 0

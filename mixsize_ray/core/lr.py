@@ -3,11 +3,14 @@
     lr(step, B) = base_lr * scale(B) * schedule(step) * warmup(step)
 
 * ``scale``: ``none`` -> 1, ``linear`` -> B / B0, ``sqrt`` -> sqrt(B / B0), where B0 is the regime's base batch.
-  ``scaling_by="step"`` uses the batch of the current step (B changes every step under a B+ regime);
-  ``scaling_by="mean"`` scales once by the regime's mean batch (``mean_batch``), so the LR does not jump.
+  ``scaling_by="mean"`` (default) scales once by the regime's mean batch (``mean_batch``), so the LR does not
+  jump: the paper's rule (section 5.2: "we scale the learning rate linearly ... by a factor of B/Bo", B the
+  average batch; 793.6 / 256 = 3.10 for ImageNet S(144) B+). ``scaling_by="step"`` uses the batch of the
+  current step (B changes every step under a B+ regime); the official code has no per-size LR scaling.
 * ``schedule``: ``step`` (multiply by ``gamma`` at each milestone; milestones are FRACTIONS of
-  ``total_steps``, default (0.3, 0.6, 0.8) as in the paper's recipes), ``cosine`` (from 1 after warm-up down to
-  ``final_lr_factor`` at ``total_steps``) or ``constant``.
+  ``total_steps``, default (0.3, 0.6, 0.8), or explicit ``milestone_steps``: Goyal et al.'s ImageNet recipe
+  decays at epochs 30/60/80 of 90, i.e. ``milestone_steps = [30, 60, 80] * steps_per_epoch``), ``cosine``
+  (from 1 after warm-up down to ``final_lr_factor`` at ``total_steps``) or ``constant``.
 * ``warmup``: linear from ``warmup_start_factor`` (default 0; 0.1 gives "from base/10") at step 0 to 1 at step
   ``warmup_steps``; it ramps to the *scaled* LR.
 
@@ -25,11 +28,11 @@ from typing import Any
 
 from mixsize_ray.errors import ConfigError
 
-__all__ = ["SCALING_RULES", "SCHEDULE_KINDS", "SCALING_BY", "lr_scale", "LRSchedule"]
+__all__ = ["SCALING_RULES", "SCHEDULE_KINDS", "SCALING_BY", "lr_scale", "LRSchedule", "entry_lr_scales"]
 
 SCALING_RULES = ("none", "linear", "sqrt")
 SCHEDULE_KINDS = ("step", "cosine", "constant")
-SCALING_BY = ("step", "mean")
+SCALING_BY = ("mean", "step")
 
 
 def _positive(field: str, value: Any, integer: bool = False) -> float:
@@ -76,14 +79,17 @@ class LRSchedule:
         warmup_steps: linear warm-up length in steps (>= 0, < total_steps), default 0.
         warmup_start_factor: warm-up starts at this fraction of the target LR, in [0, 1), default 0.
         scaling_rule: ``"none"`` | ``"linear"`` | ``"sqrt"``, default ``"none"``.
-        scaling_by: ``"step"`` (current step's batch) | ``"mean"`` (``mean_batch``), default ``"step"``.
+        scaling_by: ``"mean"`` (``mean_batch``, the paper) | ``"step"`` (current step's batch), default ``"mean"``.
         base_batch: B0 (> 0), default 128. The batch is images per step, global over ranks.
         mean_batch: the regime's mean batch (> 0); required for ``scaling_by="mean"`` with a rule other
             than ``none``.
         final_lr_factor: for ``kind="cosine"``, the LR at the end as a fraction of the peak, default 0.
+        milestone_steps: for ``kind="step"``, explicit increasing step numbers in (0, total_steps) that
+            replace ``milestones`` (e.g. epochs 30/60/80 times steps per epoch).
 
     Example:
-        >>> s = LRSchedule(0.1, total_steps=100, kind="step", scaling_rule="linear", base_batch=128)
+        >>> s = LRSchedule(0.1, total_steps=100, kind="step", scaling_rule="linear", scaling_by="step",
+        ...                base_batch=128)
         >>> s.lr(0, batch=256), round(s.lr(30, batch=128), 6), round(s.lr(99, batch=64), 8)
         (0.2, 0.01, 5e-05)
     """
@@ -98,10 +104,11 @@ class LRSchedule:
         warmup_steps: int = 0,
         warmup_start_factor: float = 0.0,
         scaling_rule: str = "none",
-        scaling_by: str = "step",
+        scaling_by: str = "mean",
         base_batch: float = 128,
         mean_batch: float | None = None,
         final_lr_factor: float = 0.0,
+        milestone_steps: Sequence[int] | None = None,
     ):
         self.base_lr = float(_positive("lr.base_lr", base_lr))
         self.total_steps = int(_positive("lr.total_steps", total_steps, integer=True))
@@ -117,6 +124,16 @@ class LRSchedule:
             )
         self.milestones = tuple(float(m) for m in ms)
         self._milestone_steps = [round(m * self.total_steps) for m in self.milestones]
+        if milestone_steps is not None:
+            st = list(milestone_steps)
+            if any(not isinstance(m, int) or isinstance(m, bool) or not 0 < m < self.total_steps for m in st) or any(
+                b <= a for a, b in zip(st, st[1:], strict=False)
+            ):
+                raise ConfigError(
+                    "lr.milestone_steps", f"strictly increasing steps in (0, total_steps={self.total_steps})",
+                    milestone_steps,
+                )
+            self._milestone_steps = st
         if not isinstance(gamma, int | float) or isinstance(gamma, bool) or not (0 < gamma <= 1):
             raise ConfigError("lr.gamma", "a number in (0, 1]", gamma)
         self.gamma = float(gamma)
@@ -201,5 +218,26 @@ class LRSchedule:
             f"LRSchedule(base_lr={self.base_lr}, total_steps={self.total_steps}, kind={self.kind!r}, "
             f"milestones={self.milestones}, gamma={self.gamma}, warmup_steps={self.warmup_steps}, "
             f"scaling_rule={self.scaling_rule!r}, scaling_by={self.scaling_by!r}, base_batch={self.base_batch}, "
-            f"mean_batch={self.mean_batch})"
+            f"mean_batch={self.mean_batch}, milestone_steps={self._milestone_steps})"
         )
+
+
+def entry_lr_scales(batches: Sequence[float], mean_batch: float, base_batch: float, rule: str,
+                    by: str) -> list[float]:
+    """The LR multiplier each regime entry trains with (what ``mixsize-ray regime --json`` reports).
+
+    Args:
+        batches: the global batch B_i of each entry; mean_batch: the regime's mean batch per step.
+        base_batch: B0; rule: ``none | linear | sqrt``; by: ``mean`` (one factor for all) or ``step``.
+
+    Example:
+        >>> entry_lr_scales([196, 256, 784, 1392], 793.6, 256, "linear", "mean")
+        [3.1, 3.1, 3.1, 3.1]
+        >>> entry_lr_scales([128, 512], 320, 128, "sqrt", "step")
+        [1.0, 2.0]
+    """
+    if by not in SCALING_BY:
+        raise ConfigError("optim.lr_scaling_by", f"one of {list(SCALING_BY)}", by)
+    if by == "mean":
+        return [lr_scale(mean_batch, base_batch, rule)] * len(batches)
+    return [lr_scale(b, base_batch, rule) for b in batches]

@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mixsize_ray.core.lr import entry_lr_scales
 from mixsize_ray.errors import ConfigError
 
 MODES = ("fixed", "B+", "D+")
@@ -65,6 +66,8 @@ class RegimeTable:
     world_size: int
     tolerance: float
     num_images: int
+    lr_rule: str = "none"
+    lr_by: str = "mean"
     mean_size: float = field(init=False)
     mean_batch: float = field(init=False)
     steps_per_epoch: float = field(init=False)
@@ -75,6 +78,17 @@ class RegimeTable:
         self.mean_batch = sum(e.step_share * e.batch for e in self.entries)
         self.steps_per_epoch = self.num_images / self.mean_batch
         self.baseline_steps_per_epoch = self.num_images / self.base_batch
+
+    @property
+    def lr_scales(self) -> list[float]:
+        """The LR multiplier each entry trains with under ``(lr_rule, lr_by)`` (see :mod:`mixsize_ray.core.lr`)."""
+        return entry_lr_scales([e.batch for e in self.entries], self.mean_batch, self.base_batch,
+                               self.lr_rule, self.lr_by)
+
+    @property
+    def mean_lr_scale(self) -> float:
+        """The step-weighted mean LR multiplier."""
+        return sum(e.step_share * f for e, f in zip(self.entries, self.lr_scales, strict=True))
 
     @property
     def target_cost(self) -> int:
@@ -99,8 +113,11 @@ class RegimeTable:
             "tolerance": self.tolerance,
             "target_cost": self.target_cost,
             "entries": [
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(e).items()} for e in self.entries
+                {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(e).items()}, "lr_scale": f}
+                for e, f in zip(self.entries, self.lr_scales, strict=True)
             ],
+            "lr_scaling": {"rule": self.lr_rule, "by": self.lr_by},
+            "mean_lr_scale": self.mean_lr_scale,
             "mean_size": self.mean_size,
             "mean_batch": self.mean_batch,
             "num_images": self.num_images,
@@ -114,17 +131,19 @@ class RegimeTable:
             f"mode={self.mode} sampling={self.sampling} base=(S0={self.base_size}, B0={self.base_batch}, "
             f"D0={self.base_duplicates}) world_size={self.world_size} target S^2*B*D={self.target_cost}"
         )
-        cols = f"{'size':>5} {'prob':>6} {'batch':>6} {'dup':>4} {'budget':>7} {'steps%':>7} {'images%':>8}  notes"
+        cols = (f"{'size':>5} {'prob':>6} {'batch':>6} {'dup':>4} {'budget':>7} {'steps%':>7} {'images%':>8} "
+                f"{'lr x':>6}  notes")
         lines = [head, cols]
-        for e in self.entries:
+        for e, f in zip(self.entries, self.lr_scales, strict=True):
             lines.append(
                 f"{e.size:>5} {e.prob:>6.3f} {e.batch:>6} {e.duplicates:>4} {e.budget_ratio:>7.3f} "
-                f"{100 * e.step_share:>6.1f}% {100 * e.image_share:>7.1f}%  {'; '.join(e.notes)}"
+                f"{100 * e.step_share:>6.1f}% {100 * e.image_share:>7.1f}% {f:>6.3f}  {'; '.join(e.notes)}"
             )
         lines.append(
             f"mean size {self.mean_size:.1f}, mean batch {self.mean_batch:.1f}; steps/epoch "
             f"{self.steps_per_epoch:.1f} vs {self.baseline_steps_per_epoch:.1f} for the fixed baseline "
-            f"({self.num_images} images)"
+            f"({self.num_images} images); LR x{self.mean_lr_scale:.3f} on average "
+            f"(lr_scaling {self.lr_rule}, by {self.lr_by})"
         )
         return "\n".join(lines)
 
@@ -164,6 +183,8 @@ class SizeRegime:
     max_duplicates: int | None = None
     world_size: int = 1
     num_images: int = 50000
+    lr_rule: str = "none"
+    lr_by: str = "mean"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -287,11 +308,18 @@ class SizeRegime:
             world_size=self.world_size,
             tolerance=self.tolerance,
             num_images=self.num_images,
+            lr_rule=self.lr_rule,
+            lr_by=self.lr_by,
         )
 
 
 def regime_from_config(cfg: Any, world_size: int | None = None, num_images: int | None = None) -> SizeRegime:
-    """Build a SizeRegime from a :class:`mixsize_ray.config.Config` (world size = ray.num_workers)."""
+    """Build a SizeRegime from a :class:`mixsize_ray.config.Config` (world size = ray.num_workers).
+
+    ``num_images`` is the real training-set size (``mixsize_ray.data.datasets.count_train_images``); without
+    it the statistics assume ``data.train_size``, else the dataset's published size (ImageNet's 1,281,167
+    for an ImageFolder: only good for checking the budget, which does not depend on it).
+    """
     r = cfg.regime
     if num_images is None:
         num_images = cfg.data.train_size or {"cifar10": 50000, "cifar100": 50000}.get(cfg.data.name, 1281167)
@@ -308,4 +336,6 @@ def regime_from_config(cfg: Any, world_size: int | None = None, num_images: int 
         max_duplicates=r.max_duplicates,
         world_size=world_size if world_size is not None else cfg.ray.num_workers,
         num_images=num_images,
+        lr_rule=cfg.optim.lr_scaling,
+        lr_by=cfg.optim.lr_scaling_by,
     )

@@ -219,3 +219,55 @@ def build_dataset(
         return ShapesDataset(root, split, n, seed=seed, resolution=_INFO["shapes"].native_resolution)
     ds = _build_cifar(name, root, split) if name.startswith("cifar") else _build_imagefolder(root, split)
     return ds if size is None else subsample(ds, size, seed)
+
+
+class ResizedDataset(Dataset):
+    """``(PIL image, label)`` of ``base`` with every image resized to ``side x side`` (bilinear).
+
+    What a CIFAR-style run on an ImageFolder of small images of mixed sides needs: the pad-crop-flip of
+    :mod:`mixsize_ray.data.transforms` then works at one native side, as on CIFAR.
+    """
+
+    def __init__(self, base: Dataset, side: int) -> None:
+        self.base, self.side = base, int(side)
+        self.classes = list(getattr(base, "classes", []))
+        self.targets = getattr(base, "targets", None)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        img, label = self.base[index]
+        if img.size != (self.side, self.side):
+            img = img.resize((self.side, self.side), Image.BILINEAR)
+        return img, label
+
+
+def count_train_images(name: str, root: str | Path | None, train_size: int | None) -> int | None:
+    """Images one epoch of ``name`` trains on, without decoding any: ``train_size`` capped by the real count.
+
+    shapes: ``train_size`` or the generated default; CIFAR: 50,000; ImageFolder: the image files under
+    ``root/train/<class>/`` (torchvision's IMG_EXTENSIONS). None when ``root`` is missing (the run will be
+    refused by its preflight, not here).
+
+    Example:
+        >>> count_train_images("shapes", None, 500), count_train_images("cifar10", None, None)
+        (500, 50000)
+    """
+    name = _check_name(name)
+    if name == "shapes":
+        return train_size or SHAPES_DEFAULT_SIZES["train"]
+    if name.startswith("cifar"):
+        total = 50000
+    else:
+        if root is None or not (Path(root).expanduser() / "train").is_dir():
+            return None
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        folder = Path(root).expanduser() / "train"
+        total = sum(
+            1
+            for cls in folder.iterdir() if cls.is_dir()
+            for p in cls.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
+        )
+    return min(total, train_size) if train_size else total

@@ -48,6 +48,16 @@ def _derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
 
 
+class StepItems(list):
+    """One step's items plus ``seed``: the augmentation seed of that step on this rank.
+
+    Seeding per step (not per epoch) makes a resumed epoch's augmentations equal an uninterrupted run's from
+    the resumed step on, whichever DataLoader worker builds the batch.
+    """
+
+    seed: int | None = None
+
+
 class MixSizeBatchSampler(Sampler[list[Item]]):
     """Yields, per schedule step, this rank's items ``(index, size, view)`` in sample-major order.
 
@@ -61,8 +71,10 @@ class MixSizeBatchSampler(Sampler[list[Item]]):
     """
 
     def __init__(
-        self, steps_fn: Callable[[], Sequence[StepLike]], rank: int = 0, world_size: int = 1
+        self, steps_fn: Callable[[], Sequence[StepLike]], rank: int = 0, world_size: int = 1,
+        seed: int | None = None,
     ) -> None:
+        self.seed = seed
         if not isinstance(world_size, int) or world_size < 1:
             raise ConfigError("world_size", "an int >= 1", world_size)
         if not isinstance(rank, int) or not 0 <= rank < world_size:
@@ -90,7 +102,10 @@ class MixSizeBatchSampler(Sampler[list[Item]]):
 
     def __iter__(self) -> Iterator[list[Item]]:
         for step in self.steps_fn():
-            yield self.items(step)
+            items = StepItems(self.items(step))
+            if self.seed is not None:
+                items.seed = _derived_seed(self.seed, self.rank, getattr(step, "epoch", 0), step.step)
+            yield items
 
     def __len__(self) -> int:
         return len(self.steps_fn())
@@ -130,6 +145,14 @@ class SizedViewDataset(Dataset):
         return self.transform(size)(img), int(label), int(view)
 
     def __getitems__(self, items: list[Item]) -> list[tuple[torch.Tensor, int, int]]:
+        seed = getattr(items, "seed", None)
+        if seed is None:
+            return self._views(items)
+        with torch.random.fork_rng(devices=[]):  # the step's own augmentation stream; caller's RNG untouched
+            torch.manual_seed(seed)
+            return self._views(items)
+
+    def _views(self, items: list[Item]) -> list[tuple[torch.Tensor, int, int]]:
         out: list[tuple[torch.Tensor, int, int]] = []
         last: tuple[int, Any, int] | None = None
         for index, size, view in items:
@@ -214,10 +237,10 @@ def build_loader(
 ) -> DataLoader:
     """The training DataLoader yielding one :class:`Batch` per schedule step (this rank's share).
 
-    Augmentation randomness: each epoch's iterator draws a base seed from a generator seeded by
-    ``(seed, rank)``; worker ``w`` uses ``base + w`` (torch) and :func:`seed_worker` (numpy, random). So runs
-    are repeatable, and ranks, workers and epochs all differ. With ``num_workers=0`` augmentation uses the
-    main process's global torch RNG (seed it yourself).
+    Augmentation randomness: every step's views are drawn from torch's RNG seeded by ``(seed, rank, epoch,
+    step)`` (:class:`StepItems`), whichever worker (or the main process) builds them, so runs are repeatable,
+    ranks, epochs and steps all differ, and a run resumed mid-epoch repeats the uninterrupted run's
+    augmentations step for step. Workers also seed numpy and ``random`` (:func:`seed_worker`).
     """
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError("data.num_workers", "an int >= 0", num_workers)
@@ -225,7 +248,7 @@ def build_loader(
     generator.manual_seed(_derived_seed(seed, rank, 0x10AD))
     return DataLoader(
         SizedViewDataset(dataset, transform_for_size),
-        batch_sampler=MixSizeBatchSampler(steps_fn, rank=rank, world_size=world_size),
+        batch_sampler=MixSizeBatchSampler(steps_fn, rank=rank, world_size=world_size, seed=seed),
         collate_fn=mixsize_collate,
         num_workers=num_workers,
         pin_memory=pin_memory,

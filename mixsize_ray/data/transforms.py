@@ -5,7 +5,8 @@ Two styles:
 * ``"cifar"`` (shapes, CIFAR): train = pad 4 + random crop back to the native side + horizontal flip, then a
   bilinear anti-aliased resize native -> S; eval = the same resize native -> S (as in training, no crop).
 * ``"imagenet"`` (ImageFolder): train = ``RandomResizedCrop(S)`` + flip; eval = resize the short side to
-  ``round(8/7 * S)`` then center crop S (the official MixSize evaluation).
+  ``int(8/7 * S)`` then center crop S (the official MixSize evaluation: convNet.pytorch ``preprocess.py``
+  ``scale_size = scale_size or int(input_size * 8/7)``; 256 at 224, 36 at 32, 109 at 96, 182 at 160).
 
 Example:
     >>> from PIL import Image
@@ -38,7 +39,18 @@ CIFAR_PADDING = 4
 """Zero padding (pixels, at native resolution) of the CIFAR-style random crop."""
 
 EVAL_RESIZE_RATIO = 8 / 7
-"""ImageNet-style evaluation resizes the short side to ``round(EVAL_RESIZE_RATIO * S)`` before the center crop."""
+"""ImageNet-style evaluation resizes the short side to ``int(EVAL_RESIZE_RATIO * S)`` before the center crop."""
+
+
+def eval_resize_side(size: int) -> int:
+    """The short side an ImageNet-style evaluation at ``size`` resizes to: ``int(8/7 * size)`` (truncation, as
+    the official convNet.pytorch ``preprocess.py``; ``round`` differs at 32, 96, 160 and 256).
+
+    Example:
+        >>> [eval_resize_side(s) for s in (32, 96, 160, 224, 256)]
+        [36, 109, 182, 256, 292]
+    """
+    return int(size * EVAL_RESIZE_RATIO)
 
 
 class PadRandomCrop:
@@ -126,7 +138,7 @@ def eval_transform(
     """The deterministic evaluation transform producing a float tensor ``[3, size, size]``.
 
     CIFAR style: bilinear anti-aliased resize of the whole (native) image to ``size x size``, exactly the resize
-    used in training. ImageNet style: resize the short side to ``round(8/7 * size)``, center crop ``size``.
+    used in training. ImageNet style: resize the short side to ``int(8/7 * size)``, center crop ``size``.
     ``native`` is accepted for symmetry with :func:`train_transform` and is not needed.
     """
     _check(style, size)
@@ -138,9 +150,7 @@ def eval_transform(
         ]
     else:
         ops = [
-            v2.Resize(
-                round(EVAL_RESIZE_RATIO * size), interpolation=InterpolationMode.BILINEAR, antialias=True
-            ),
+            v2.Resize(eval_resize_side(size), interpolation=InterpolationMode.BILINEAR, antialias=True),
             v2.CenterCrop(size),
             *_to_float(),
         ]

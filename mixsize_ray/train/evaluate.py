@@ -48,12 +48,13 @@ def evaluate_checkpoint(
     if calibrate_batches is None and state.get("bn_cache"):
         cache = BNStatsCache.from_state_dict(state["bn_cache"])
     n = calibrate_batches or cfg.train.calibrate_batches
-    batch = min(256, cfg.regime.base_batch)
+    if calibrate_batches is not None:  # the run's rule with the requested batch count
+        cfg.train.calibrate_batches = n
     return size_sweep(
         model,
         size_list,
         data.eval_batches,
-        lambda s: data.calibration_batches(s, batch_size=batch, num_batches=n, seed=cfg.train.seed),
+        lambda s: data.calibration_source(s, rank=0),
         num_calib_batches=n,
         min_size=min_size,
         progress=progress,

@@ -131,7 +131,11 @@ def preflight(cfg: Config) -> dict[str, Any]:
     """All checks that need no worker; returns facts for the run summary."""
     if cfg.ray.num_workers < 1:
         raise ConfigError("ray.num_workers", ">= 1", cfg.ray.num_workers)
-    table = regime_from_config(cfg, world_size=cfg.ray.num_workers).solve()
+    from mixsize_ray.data.datasets import count_train_images
+
+    d = cfg.data
+    table = regime_from_config(cfg, world_size=cfg.ray.num_workers,
+                               num_images=count_train_images(d.name, d.root, d.train_size)).solve()
     storage = storage_path(cfg)
     check_storage(storage)
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")

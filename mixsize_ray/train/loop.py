@@ -31,6 +31,7 @@ from mixsize_ray.core.lr import LRSchedule
 from mixsize_ray.core.regime import RegimeTable, regime_from_config
 from mixsize_ray.core.schedule import StepSchedule
 from mixsize_ray.core.smoothing import GradientSmoother
+from mixsize_ray.core.weight_decay import param_groups
 from mixsize_ray.data import loader as ld
 from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
@@ -109,7 +110,8 @@ class TrainingLoop:
             self.model = torch.compile(self.model, dynamic=True)
 
         o = cfg.optim
-        params = self.model.parameters()
+        # conv/linear weights decayed, BN and biases not (paper section 5; official weight_decay_config)
+        params = param_groups(self.model, o.weight_decay, o.weight_decay_on)
         if o.name == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                              weight_decay=o.weight_decay)
@@ -117,10 +119,13 @@ class TrainingLoop:
             self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         self.steps_per_epoch = len(self.schedule.epoch_steps(0))
         total = max(1, self.steps_per_epoch * cfg.train.epochs)
+        milestone_steps = None
+        if o.milestone_epochs is not None:  # e.g. Goyal et al.: epochs 30/60/80 of 90
+            milestone_steps = [m * self.steps_per_epoch for m in o.milestone_epochs]
         self.lr_schedule = LRSchedule(
             o.lr, total_steps=total, kind=o.schedule, milestones=o.milestones, gamma=o.gamma,
             warmup_steps=min(o.warmup_steps, total - 1), scaling_rule=o.lr_scaling, scaling_by=o.lr_scaling_by,
-            base_batch=cfg.regime.base_batch, mean_batch=self.table.mean_batch,
+            base_batch=cfg.regime.base_batch, mean_batch=self.table.mean_batch, milestone_steps=milestone_steps,
         )
         amp = cfg.train.amp if self.device.type == "cuda" else "none"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -133,16 +138,16 @@ class TrainingLoop:
         self.epoch = 0  # next epoch to run
         self.start_step = 0
         self.global_step = 0
+        self._in_epoch_step: int | None = None  # set while on_step runs (mid-epoch checkpoints)
 
     # ---- data ------------------------------------------------------------------------------------------
     def eval_batches(self, size: int):
         return self.data.eval_batches(size)
 
     def calibration_batches(self, size: int):
-        b = max(1, min(self.table.entries, key=lambda e: abs(e.size - size)).batch)
-        return self.data.calibration_batches(size, batch_size=min(b, 256),
-                                             num_batches=self.cfg.train.calibrate_batches,
-                                             seed=self.cfg.train.seed * 1000 + self.rank)
+        """This rank's calibration batches at ``size``: the one rule of :meth:`DataBundle.calibration_source`
+        (also what ``mixsize-ray eval`` uses), so both paths calibrate on the same images."""
+        return self.data.calibration_source(size, rank=self.rank)
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -172,8 +177,14 @@ class TrainingLoop:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ---- training --------------------------------------------------------------------------------------
-    def train_epoch(self) -> dict[str, Any]:
-        """Run the current epoch (from ``start_step``); return its metrics."""
+    def train_epoch(self, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Run the current epoch (from ``start_step``); return its metrics.
+
+        ``on_step(k)`` is called after each optimizer step with ``k`` = steps of this epoch done so far; while
+        it runs, :meth:`state_dict` describes that exact point (epoch, step in epoch), so a checkpoint written
+        there resumes at the next step: augmentation is seeded per step (see the loader), so the resumed
+        steps equal an uninterrupted run's. Epoch metrics of a resumed epoch cover its remaining steps.
+        """
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
         # augmentation randomness is a function of (seed, epoch, rank): a resumed epoch repeats it
@@ -231,6 +242,12 @@ class TrainingLoop:
             step_time[size].append(now - t_last)
             t_last = now
             self.global_step += 1
+            if on_step is not None:
+                self._in_epoch_step = self.start_step + k + 1
+                try:
+                    on_step(self._in_epoch_step)
+                finally:
+                    self._in_epoch_step = None
             if k % LOG_EVERY == 0 or k == n_steps - 1:
                 rate = images * self.world_size / max(now - t_epoch, 1e-9)
                 self.log(f"epoch {epoch} step {self.start_step + k + 1}/{self.start_step + n_steps} "
@@ -321,13 +338,16 @@ class TrainingLoop:
 
     # ---- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """``epoch`` is the last finished epoch and ``step`` the next step within ``epoch + 1`` (0 at epoch
+        ends; inside ``on_step`` the steps of the running epoch done so far)."""
+        mid = self._in_epoch_step
         return {
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "smoother": self.smoother.state_dict() if self.smoother else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch - 1,
-            "step": self.start_step,
+            "step": self.start_step if mid is None else mid,
             "global_step": self.global_step,
             "rng": torch.get_rng_state(),
             "bn_cache": self.bn_cache.state_dict(),

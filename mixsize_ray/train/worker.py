@@ -78,7 +78,8 @@ def train_func(config: dict[str, Any]) -> None:
             state = load_checkpoint(d)
         loop.load_state_dict(state)
         extra["mlflow_run_id"] = state.get("mlflow_run_id")
-        _log(f"resuming from checkpoint after epoch {state['epoch']} (global step {loop.global_step})")
+        where = f"epoch {loop.epoch} step {loop.start_step}" if loop.start_step else f"after epoch {state['epoch']}"
+        _log(f"resuming from checkpoint {where} (global step {loop.global_step})")
     else:
         _log(f"starting: {loop.budget_summary()}, world size {world}, device {device}")
     tracker = _start_tracker(config, rank, loop, extra.get("mlflow_run_id"))
@@ -91,14 +92,36 @@ def train_func(config: dict[str, Any]) -> None:
             tracker.close()
 
 
+def _report_mid_epoch(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], epoch: int, k: int) -> None:
+    """A checkpoint after step ``k`` of ``epoch`` (``train.checkpoint_every_steps``): a kill after it
+    resumes at step ``k + 1`` instead of repeating the epoch. Nothing is logged to MLflow (epoch metrics
+    are logged once, at the epoch's end)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = None
+        if rank == 0:
+            state = loop.state_dict()
+            state["metrics"] = {}
+            state.update(extra)
+            save_checkpoint(tmp, state, config_yaml=cfg.to_yaml())
+            ckpt = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report({"epoch": epoch, "mid_epoch": 1, "step": loop.global_step, "epoch_step": k},
+                         checkpoint=ckpt)
+
+
 def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -> None:
     """Epochs until done; rank 0 evaluates, checkpoints, sweeps at the end and (with a tracker) logs."""
     if loop.done:
         _log("run already complete: nothing to train")
         return
     loop.warmup()
+    every = cfg.train.checkpoint_every_steps
     while not loop.done:
-        metrics = loop.train_epoch()
+        on_step = None
+        if every:
+            def on_step(k: int, epoch: int = loop.epoch, n: int = loop.steps_per_epoch) -> None:
+                if k % every == 0 and k < n:
+                    _report_mid_epoch(cfg, loop, rank, extra, epoch, k)
+        metrics = loop.train_epoch(on_step=on_step)
         epoch = metrics["epoch"]
         last = loop.done
         if rank == 0 and ((epoch + 1) % cfg.train.eval_every == 0 or last):

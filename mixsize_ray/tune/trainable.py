@@ -71,7 +71,7 @@ class ObjectiveReportCallback(TuneReportCallback):
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         first = {**metrics[0], "trial_number": self.trial_number}
-        last = first.get("epoch") == self.last_epoch
+        last = first.get("epoch") == self.last_epoch and not first.get("mid_epoch")
         first = final_report(first, self.objectives) if last else interim_report(first, self.objectives)
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 

@@ -99,7 +99,7 @@ def test_step_decay_milestones():
 
 def test_step_decay_composes_with_scaling():
     s = LRSchedule(
-        0.1, total_steps=100, kind="step", milestones=(0.5,), gamma=0.2, scaling_rule="linear", base_batch=64
+        0.1, total_steps=100, kind="step", milestones=(0.5,), gamma=0.2, scaling_rule="linear", scaling_by="step", base_batch=64
     )
     assert s.lr(10, 256) == pytest.approx(0.4)
     assert s.lr(60, 256) == pytest.approx(0.08)
@@ -120,7 +120,7 @@ def test_cosine_endpoints_and_midpoint():
 
 def test_warmup_linear_to_scaled_lr():
     s = LRSchedule(
-        0.1, total_steps=100, kind="constant", warmup_steps=10, scaling_rule="linear", base_batch=100
+        0.1, total_steps=100, kind="constant", warmup_steps=10, scaling_rule="linear", scaling_by="step", base_batch=100
     )
     assert s.lr(0, 200) == pytest.approx(0.0)
     assert s.lr(5, 200) == pytest.approx(0.1)  # half of the scaled 0.2
@@ -142,7 +142,7 @@ def test_warmup_then_cosine_starts_at_peak():
 def test_apply_sets_every_param_group():
     p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([{"params": [p1]}, {"params": [p2], "weight_decay": 0.0}], lr=1.0)
-    s = LRSchedule(0.1, total_steps=10, kind="constant", scaling_rule="sqrt", base_batch=16)
+    s = LRSchedule(0.1, total_steps=10, kind="constant", scaling_rule="sqrt", scaling_by="step", base_batch=16)
     assert s.apply(opt, 3, 64) == pytest.approx(0.2)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.2])
 

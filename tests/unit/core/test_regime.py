@@ -38,20 +38,22 @@ def test_cifar_s28_bplus_world_size_two_rounds_to_even_batches():
 
 
 def test_cifar_s28_dplus_by_hand():
-    # target 32^2*64*2 = 131072. 16: D = 2*1024/256 = 8 exactly. 24: D = 3.56 -> 4 gives ratio 1.125 > 10%,
-    # so B is fine-tuned to round(131072/(576*4)) = 57. 40: D = 1.28 -> 1 (ratio 0.78) -> B = 131072/1600 = 82.
+    # D0 = 1 (official sampled_D+), target 32^2*64*1 = 65536 = cifar_fixed's. 16: D = 1024/256 = 4 exactly.
+    # 24: D = 1.78 -> 2 gives ratio 1.125 > 10%, so B is fine-tuned to round(65536/(576*2)) = 57.
+    # 40: D = 0.64 < 1 -> D = 1, B = 65536/1600 = 40.96 -> 41.
     t = table_of("cifar_s28_dplus.yaml")
-    assert sbd(t) == [(40, 82, 1), (32, 64, 2), (24, 57, 4), (16, 64, 8)]
+    assert t.target_cost == 65536
+    assert sbd(t) == [(40, 41, 1), (32, 64, 1), (24, 57, 2), (16, 64, 4)]
     notes = {e.size: " ".join(e.notes) for e in t.entries}
     assert "fine-tuned from 64 to 57" in notes[24]
     assert notes[32] == ""
 
 
 def test_cifar_official_dplus_shrinks_batch_above_base():
-    # 48 > S0: exact D = 0.89 < 1, so D = 1 and B = 131072/2304 = 56.9 -> 57
+    # 48 > S0: exact D = 0.44 < 1, so D = 1 and B = 65536/2304 = 28.4 -> 28 (the official mixsize_config's 28)
     t = table_of("cifar_official_dplus.yaml")
     e48 = t.entry(48)
-    assert (e48.batch, e48.duplicates) == (57, 1)
+    assert (e48.batch, e48.duplicates) == (28, 1)
     assert "batch shrinks" in e48.notes[0]
 
 
@@ -90,7 +92,7 @@ TRAINING_PRESETS = sorted(p.name for p in PRESETS.glob("*.yaml") if p.name.start
 
 
 def test_presets_found():
-    assert len(TRAINING_PRESETS) == 9  # CIFAR S(28) x2, official x2, fixed, ImageNet S(144) x2, S(224) x2
+    assert len(TRAINING_PRESETS) == 10  # CIFAR S(28) x2, official x2, fixed; ImageNet fixed, S(144) x2, S(224) x2
 
 
 @pytest.mark.parametrize("preset", TRAINING_PRESETS)
