@@ -9,7 +9,7 @@ Writes ``benchmarks/results/reproduce.json`` (commit, command, seeds, wall_s per
 seed, the four claims of :mod:`benchmarks.reproduce_claims`) and ``reproduce.png`` (curves, mean with std
 bands, calibrated solid, uncalibrated dashed). ``--quick`` is a 2-minute smoke of the whole pipeline.
 
-    python -m benchmarks.reproduce [--seeds 0 1 2] [--epochs 12] [--quick]
+    python -m benchmarks.reproduce [--seeds 0 1 2] [--epochs 6] [--base-batch 32] [--quick]
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ def run_overrides(args: argparse.Namespace, regime: str, seed: int, work: Path) 
     tag = {"fixed": "fixed", "B+": "bplus", "D+": "dplus"}[regime]
     return [
         f"train.name=reproduce-{tag}-s{seed}", f"train.seed={seed}", f"train.epochs={args.epochs}",
-        f"train.max_steps_per_epoch={args.train_size // 64}",  # fixed's steps/epoch: equal steps for D+
+        # B0 = 32 (the presets' 64 halved, LR halved by Goyal's linear rule) buys twice the steps in the time
+        # budget at the same images per run; every regime keeps the budget 32^2 * 32 * 1 per step
+        f"regime.base_batch={args.base_batch}", f"optim.lr={0.1 * args.base_batch / 64:g}",
+        f"train.max_steps_per_epoch={args.train_size // args.base_batch}",  # fixed's steps/epoch: D+ equal
         f"train.output_dir={work / 'runs'}", f"train.sweep_sizes={SWEEP_SIZES}",
         f"train.calibrate_batches={args.calibrate_batches}", "train.eval_batch_size=500",
         f"data.train_size={args.train_size}", f"data.test_size={args.test_size}", "data.num_workers=0",
@@ -139,7 +142,8 @@ def fmt(v: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--epochs", type=int, default=12, help="default: 12")
+    p.add_argument("--epochs", type=int, default=6, help="default: 6")
+    p.add_argument("--base-batch", type=int, default=32, help="B0 of every regime (LR 0.1*B0/64); default: 32")
     p.add_argument("--train-size", type=int, default=10000, help="training images; default: 10000")
     p.add_argument("--test-size", type=int, default=1000, help="test images; default: 1000")
     p.add_argument("--calibrate-batches", type=int, default=50, help="BN calibration batches of 64; default: 50")
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "make reproduce" + (" (--quick)" if args.quick else ""),
         "run_command": {r: "mixsize-ray " + " ".join(a) for r, a in argv_of.items()},
         "seeds": args.seeds,
-        "settings": {"epochs": args.epochs, "train_size": args.train_size, "test_size": args.test_size,
+        "settings": {"epochs": args.epochs, "base_batch": args.base_batch, "lr": 0.1 * args.base_batch / 64,
+                     "train_size": args.train_size, "test_size": args.test_size,
                      "calibrate_batches": args.calibrate_batches, "sweep_sizes": SWEEP_SIZES,
                      "machine": f"{os.cpu_count()} CPU cores", "model": "resnet20", "data": "shapes"},
         "wall_s": wall,

@@ -247,6 +247,8 @@ def _coerce(fieldname: str, tp: Any, value: Any) -> Any:
             raise ConfigError(fieldname, "an integer", value)
         return int(value)
     if tp is float:
+        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigError(fieldname, "a finite number", value)
         return float(value)

@@ -7,6 +7,7 @@ filters) leaves BatchNorm parameters and biases undecayed. ``on="all"`` keeps th
 ``torch.optim.SGD(params, weight_decay=...)`` behaviour (every parameter decayed) for users who want it.
 
 Example:
+    >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.LazyLinear(2))
     >>> _ = net(torch.zeros(1, 3, 8, 8))

@@ -308,8 +308,9 @@ class CalibrationBatches:
     """Iterable of ``num_batches`` image tensors ``[batch_size, 3, size, size]`` with TRAINING augmentation.
 
     Samples ``batch_size * num_batches`` indices at random (without replacement; cycling through fresh
-    permutations if the dataset is smaller), seeded by ``seed``: every iteration yields the same samples and,
-    with ``num_workers > 0``, the same augmentations.
+    permutations if the dataset is smaller), seeded by ``seed``: every iteration yields the same samples and
+    the same augmentations (in-process loading uses an RNG stream of its own, so what ran before does not
+    change them).
     """
 
     def __init__(
@@ -349,7 +350,28 @@ class CalibrationBatches:
             worker_init_fn=seed_worker,
             generator=g,
         )
-        for images, _ in loader:
+        if self.num_workers > 0:
+            for images, _ in loader:
+                yield images
+            return
+        # In-process augmentation draws from torch's global RNG: give it a stream of its own, seeded by
+        # ``seed``, so the same (seed, batches) give the same images whatever ran before (training or not),
+        # and leave the caller's RNG as it was between batches.
+        caller = torch.get_rng_state()
+        torch.manual_seed(_derived_seed(self.seed, 0xA06))
+        ours = torch.get_rng_state()
+        torch.set_rng_state(caller)
+        it = iter(loader)
+        while True:
+            caller = torch.get_rng_state()
+            torch.set_rng_state(ours)
+            try:
+                images, _ = next(it)
+            except StopIteration:
+                return
+            finally:
+                ours = torch.get_rng_state()
+                torch.set_rng_state(caller)
             yield images
 
 

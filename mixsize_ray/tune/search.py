@@ -151,8 +151,12 @@ def connect_for_search(spec: SearchSpec) -> bool:
         return True
     per_trial = int(r.get("num_workers", 1)) * float(r.get("cpus_per_worker", 1.0)) + TRIAL_CPU
     need = math.ceil(spec.search.max_concurrent * per_trial)
+    # workers' and Ray Train's own logs stay in each trial's folder and Ray's session logs; the console
+    # shows one line per trial (tune/progress.py) and the summary
+    import logging
+
     ray.init(num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=tempfile.mkdtemp(prefix="mixsize-tune-"), log_to_driver=True)
+             _temp_dir=tempfile.mkdtemp(prefix="mixsize-tune-"), log_to_driver=False, logging_level=logging.WARNING)
     return True
 
 
@@ -164,6 +168,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from mixsize_ray.tune.progress import TrialLines
     from mixsize_ray.tune.searcher import RegimeSearch, make_sampler
     from mixsize_ray.tune.space import RegimeSpace, enqueue_params
     from mixsize_ray.tune.trainable import run_trial
@@ -193,7 +198,8 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
                                     max_concurrent_trials=spec.search.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=1),
+                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+                                  callbacks=[TrialLines(spec)]),
     )
 
 

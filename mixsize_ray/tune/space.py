@@ -12,7 +12,7 @@ result as Optuna user attributes (probabilities, solved table, reason if infeasi
 Example:
     >>> sizes, probs = simplex_probs([16, 32], [0.5, 0.25], floor=0.1, allow_drop=False)
     >>> sizes, [round(p, 4) for p in probs]
-    ([16, 32], [0.4, 0.6])
+    ([16, 32], [0.3667, 0.6333])
 """
 
 from __future__ import annotations

@@ -45,3 +45,29 @@ def test_bad_input_exits_2_with_one_line(argv, needle):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("mixsize-ray: error:")
     assert proc.stdout == ""
+
+
+def test_regime_json_reports_lr_scale_per_entry(capsys):
+    assert main(["regime", str(ROOT / "search_spaces/imagenet_s144_bplus.yaml"), "--json", "--world-size", "4"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["batch"] for e in doc["entries"]] == [196, 256, 784, 1392]
+    assert [round(e["lr_scale"], 4) for e in doc["entries"]] == [round(794 / 256, 4)] * 4
+    assert round(doc["mean_lr_scale"], 2) == 3.10 and doc["lr_scaling"] == {"rule": "linear", "by": "mean"}
+    assert main(["regime", str(ROOT / "search_spaces/cifar_s28_bplus.yaml"), "--json", "--set",
+                 "optim.lr_scaling=sqrt", "--set", "optim.lr_scaling_by=step"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [round(e["lr_scale"], 4) for e in doc["entries"]] == [round((b / 64) ** 0.5, 4) for b in (41, 64, 114, 256)]
+
+
+def test_regime_counts_the_images_of_an_imagefolder(tmp_path, capsys):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        for k in range(5 if cls == "a" else 2):
+            Image.new("RGB", (48, 48)).save(tmp_path / "train" / cls / f"{k}.png")
+    assert main(["regime", str(ROOT / "search_spaces/imagenet_s144_bplus.yaml"), "--json",
+                 "--set", f"data.root={tmp_path}"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["num_images"] == 7  # not ImageNet's 1,281,167

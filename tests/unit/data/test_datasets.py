@@ -255,3 +255,36 @@ def test_invalid_inputs(tmp_path, kwargs, field):
     assert str(err.value).startswith(field + ": expected")
     if field == "data.name":
         assert all(n in str(err.value) for n in DATASETS) and "'mnist'" in str(err.value)
+
+
+def test_count_train_images_of_an_imagefolder_is_its_files(tmp_path):
+    from mixsize_ray.data.datasets import count_train_images
+
+    _write_image_tree(tmp_path)
+    (tmp_path / "train" / "n01" / "notes.txt").write_text("not an image")
+    assert count_train_images("imagefolder", tmp_path, None) == 6
+    assert count_train_images("imagefolder", tmp_path, 4) == 4
+    assert count_train_images("imagefolder", tmp_path / "missing", None) is None
+    assert count_train_images("cifar10", None, None) == 50000 and count_train_images("shapes", None, None) == 10000
+
+
+def test_small_image_folder_can_train_cifar_style_with_its_own_normalisation(tmp_path):
+    from mixsize_ray.config import load_config
+    from mixsize_ray.train.data_bundle import DataBundle
+
+    _write_image_tree(tmp_path)
+    cfg = load_config(None, ["data.name=imagefolder", f"data.root={tmp_path}", "data.style=cifar",
+                             "data.native_size=40", "data.mean=[0.4,0.4,0.4]", "data.std=[0.3,0.3,0.3]",
+                             "data.train_size=null", "data.test_size=null"])
+    data = DataBundle(cfg)
+    assert (data.info.style, data.info.native_resolution, data.mean, data.std) == (
+        "cifar", 40, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
+    img, _ = data.train_set[4]
+    assert img.size == (40, 40)  # every photo resized to the native side, then pad-crop-flip as on CIFAR
+    t = data.train_transforms(24)
+    assert "PadRandomCrop" in repr(t) and "RandomResizedCrop" not in repr(t)
+    assert t(img).shape == (3, 24, 24)
+    x, _ = next(iter(data.eval_batches(24)))
+    assert x.shape == (2, 3, 24, 24)
+    auto = DataBundle(load_config(None, ["data.name=imagefolder", f"data.root={tmp_path}"]))
+    assert auto.info.style == "imagenet" and "RandomResizedCrop" in repr(auto.train_transforms(24))

@@ -121,3 +121,23 @@ def test_invalid_arguments(style, size):
         train_transform(style, size, 32)
     with pytest.raises(ConfigError):
         eval_transform(style, size, 32)
+
+
+@pytest.mark.parametrize("size, side", [(32, 36), (96, 109), (160, 182), (224, 256), (256, 292)])
+def test_eval_resize_side_truncates_8_7_like_the_official_code(size, side):
+    from mixsize_ray.data.transforms import eval_resize_side
+
+    assert eval_resize_side(size) == side  # int(8/7*S); round() gives 37, 110, 183 at 32, 96, 160
+
+
+@pytest.mark.parametrize("size", [32, 96, 160])
+def test_imagenet_eval_uses_int_8_7_short_side(size):
+    """The transform itself: a 300x400 image resized to int(8/7*S) on the short side, then center crop S."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    img = _rand_image(300, 400)
+    side = int(size * 8 / 7)
+    want = v2.Compose([v2.Resize(side, interpolation=InterpolationMode.BILINEAR, antialias=True),
+                       v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])(img)
+    torch.testing.assert_close(eval_transform("imagenet", size)(img), want)
