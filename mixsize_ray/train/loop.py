@@ -54,6 +54,31 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def lr_schedule_for(cfg: Config, table: RegimeTable, steps_per_epoch: int) -> LRSchedule:
+    """The LR schedule a run trains with: ``optim`` over ``train.epochs * steps_per_epoch`` steps, scaled by
+    the regime's batches (``table.mean_batch`` for ``lr_scaling_by: mean``), milestones in epochs if given.
+
+    Example:
+        >>> from mixsize_ray.config import load_config
+        >>> from mixsize_ray.core.regime import regime_from_config
+        >>> cfg = load_config("search_spaces/imagenet_s144_bplus.yaml")
+        >>> table = regime_from_config(cfg, world_size=4).solve()
+        >>> s = lr_schedule_for(cfg, table, steps_per_epoch=1614)
+        >>> [round(s.lr(k), 4) for k in (0, 30 * 1614 - 1, 30 * 1614, 60 * 1614, 80 * 1614)]
+        [0.3102, 0.3102, 0.031, 0.0031, 0.0003]
+    """
+    o = cfg.optim
+    total = max(1, steps_per_epoch * cfg.train.epochs)
+    milestone_steps = None
+    if o.milestone_epochs is not None:  # e.g. Goyal et al.: epochs 30/60/80 of 90
+        milestone_steps = [m * steps_per_epoch for m in o.milestone_epochs]
+    return LRSchedule(
+        o.lr, total_steps=total, kind=o.schedule, milestones=o.milestones, gamma=o.gamma,
+        warmup_steps=min(o.warmup_steps, total - 1), scaling_rule=o.lr_scaling, scaling_by=o.lr_scaling_by,
+        base_batch=cfg.regime.base_batch, mean_batch=table.mean_batch, milestone_steps=milestone_steps,
+    )
+
+
 class TrainingLoop:
     """One rank's MixSize training.
 
@@ -118,15 +143,7 @@ class TrainingLoop:
         else:
             self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         self.steps_per_epoch = len(self.schedule.epoch_steps(0))
-        total = max(1, self.steps_per_epoch * cfg.train.epochs)
-        milestone_steps = None
-        if o.milestone_epochs is not None:  # e.g. Goyal et al.: epochs 30/60/80 of 90
-            milestone_steps = [m * self.steps_per_epoch for m in o.milestone_epochs]
-        self.lr_schedule = LRSchedule(
-            o.lr, total_steps=total, kind=o.schedule, milestones=o.milestones, gamma=o.gamma,
-            warmup_steps=min(o.warmup_steps, total - 1), scaling_rule=o.lr_scaling, scaling_by=o.lr_scaling_by,
-            base_batch=cfg.regime.base_batch, mean_batch=self.table.mean_batch, milestone_steps=milestone_steps,
-        )
+        self.lr_schedule = lr_schedule_for(cfg, self.table, self.steps_per_epoch)
         amp = cfg.train.amp if self.device.type == "cuda" else "none"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None

@@ -45,14 +45,17 @@ def trial_params_text(spec: SearchSpec, config: dict[str, Any]) -> tuple[str, st
 
 
 class TrialLines(Callback):
-    """Tune callback: prints a line when a trial starts, finishes or fails (to ``stream``, default stdout)."""
+    """Tune callback: prints a line to stdout when a trial starts, finishes or fails.
 
-    def __init__(self, spec: SearchSpec, stream: Any = None):
-        self.spec, self.stream = spec, stream or sys.stdout
+    Holds only picklable state (Tune saves callbacks with the experiment): the stream is looked up per line.
+    """
+
+    def __init__(self, spec: SearchSpec):
+        self.spec = spec
         self._t0: dict[str, float] = {}
 
     def _say(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(text, file=sys.stdout, flush=True)
 
     def _name(self, trial: Any) -> str:
         return f"trial {int(trial.config.get('trial_number', -1)):04d}"

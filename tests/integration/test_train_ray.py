@@ -37,7 +37,8 @@ def epoch_states(run_dir: Path) -> dict[int, dict]:
     out = {}
     for ckpt in (p for p in run_dir.glob("checkpoint_*") if p.is_dir()):
         state = load_checkpoint(ckpt)
-        out[state["epoch"]] = state
+        if state.get("step", 0) == 0:  # epoch ends only (mid-epoch checkpoints hold the steps done so far)
+            out[state["epoch"]] = state
     return out
 
 
@@ -108,3 +109,20 @@ def test_same_name_with_other_regime_is_refused(uninterrupted):
     cfg = config_from_dict(smoke_cfg(out, "full").to_dict(), ["regime.base_batch=32"])
     with pytest.raises(ConfigError, match=r"train.name.*regime.base_batch: 64 -> 32"):
         run_training(cfg)
+
+
+def test_mid_epoch_checkpoints_leave_training_unchanged(uninterrupted, tmp_path):
+    """``train.checkpoint_every_steps``: every rank reports a checkpoint after steps 3 and 6 of each epoch (rank
+    0 writes it at that exact point), and the run ends where the uninterrupted one does, loss for loss. (The
+    resume from such a checkpoint is checked step for step in tests/unit/train/test_loop_numbers.py.)"""
+    out, _ = uninterrupted
+    full = epoch_states(out / "full")
+    cfg = config_from_dict(smoke_cfg(tmp_path, "mid").to_dict(), ["train.checkpoint_every_steps=3",
+                                                                  "train.num_to_keep=9"])
+    run_training(cfg)
+    states = [load_checkpoint(p) for p in (tmp_path / "mid").glob("checkpoint_*") if p.is_dir()]
+    mid = sorted((s["epoch"] + 1, s["step"], s["global_step"]) for s in states if s["step"])
+    assert mid == [(0, 3, 3), (0, 6, 6), (1, 3, 11), (1, 6, 14), (2, 3, 19), (2, 6, 22)]
+    ends = epoch_states(tmp_path / "mid")
+    for e in (0, 1, 2):
+        assert ends[e]["metrics"]["loss"] == pytest.approx(full[e]["metrics"]["loss"], rel=1e-4), e

@@ -65,11 +65,22 @@ def test_b_plus_scales_lr_linearly_by_the_mean_and_d_plus_not(name):
 @pytest.mark.parametrize("path", sorted(PRESETS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_preset_cites_its_sources(path):
     head = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
-    if path.name == "quickstart.yaml":
+    if path.name == "quickstart.yaml":  # a demo search: it names the paper values it uses and why
+        assert "paper section 5.2" in head and "make reproduce" in head
         return
-    assert "Sources:" in head and ("paper section" in head or "paper (" in head) and "convNet.pytorch" in head
+    assert "Sources" in head and ("paper section" in head or "paper (" in head) and "convNet.pytorch" in head
 
 
 def test_cifar_dplus_d0_is_one_like_the_official_sampled_d_plus():
     for name in ("cifar_s28_dplus", "cifar_official_dplus"):
         assert load_config(PRESETS / f"{name}.yaml").regime.base_duplicates == 1
+
+
+@pytest.mark.parametrize("name", ["quickstart", "imagenet_s144_search"])
+def test_search_spaces_parse_and_enqueue_the_papers_regimes(name):
+    from mixsize_ray.tune.spec import load_space
+
+    spec = load_space(PRESETS / f"{name}.yaml")
+    modes = [e["mode"] for e in spec.search.enqueue]
+    assert "fixed" in modes and "D+" in modes  # the control arm and a paper regime run first
+    assert spec.objectives[0].kind == "band"

@@ -196,3 +196,19 @@ def test_training_and_eval_calibrate_by_one_rule(data_dir, tmp_path):
     for row in theirs:
         for key in ("top1_calibrated", "top5_calibrated"):
             assert row[key] == pytest.approx(ours[row["size"]][key], abs=1e-9), (row["size"], key)
+
+
+def test_lr_at_each_step_of_a_b_plus_s144_run_is_linear_once_with_decays_at_30_60_80():
+    from mixsize_ray.core.regime import regime_from_config
+    from mixsize_ray.train.loop import lr_schedule_for
+
+    cfg = load_config("search_spaces/imagenet_s144_bplus.yaml")
+    table = regime_from_config(cfg, world_size=4, num_images=1281167).solve()
+    spe = round(table.steps_per_epoch)  # 1281167 / 794 -> 1614 steps per epoch (5005 for the fixed baseline)
+    assert spe == 1614 and round(table.baseline_steps_per_epoch) == 5005
+    s = lr_schedule_for(cfg, table, spe)
+    peak = 0.1 * 794.0 / 256  # 0.31: linear, once, by the mean batch (paper 5.2); no warm-up
+    for k, want in [(0, peak), (1, peak), (30 * spe - 1, peak), (30 * spe, peak / 10), (60 * spe - 1, peak / 10),
+                    (60 * spe, peak / 100), (80 * spe, peak / 1000), (90 * spe - 1, peak / 1000)]:
+        for batch in (196, 256, 784, 1392):  # the step's own batch does not move the LR
+            assert s.lr(k, batch) == pytest.approx(want, rel=1e-12), (k, batch)

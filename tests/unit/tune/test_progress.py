@@ -1,0 +1,32 @@
+"""One line per trial: p shares (not Optuna's u draws), objectives, seconds; picklable for Tune's state."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+from mixsize_ray.tune.progress import TrialLines, trial_params_text
+from mixsize_ray.tune.space import enqueue_params
+from mixsize_ray.tune.spec import load_space
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_lines_show_p_and_objectives(capsys):
+    spec = load_space(ROOT / "search_spaces/quickstart.yaml")
+    config = {**enqueue_params(spec, {"mode": "D+", "probs": [0.2, 0.3, 0.3, 0.2], "smoothing_alpha": 0.9,
+                                      "lr": 0.05}), "trial_number": 3}
+    mode, text = trial_params_text(spec, config)
+    assert mode == "D+" and text.startswith("p 16:.20 24:.30 32:.30 40:.20") and "lr 0.05" in text
+    assert "u_16" not in text
+    cb = pickle.loads(pickle.dumps(TrialLines(spec)))  # Tune pickles its callbacks
+    trial = SimpleNamespace(trial_id="t3", config=config, last_result={
+        "obj_top1_cal_band_16_48": 0.8123, "obj_top1_cal_32": 0.95, "val_top1": 0.95, "step": 1500})
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_complete(0, [], trial)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("trial 0003 start  D+") and "p 16:.20" in out[0]
+    assert out[1].startswith("trial 0003 done   D+") and "top1_cal_band_16_48 0.8123" in out[1]
+    assert "top1_cal_32 0.9500" in out[1] and "steps 1500" in out[1] and out[1].endswith(" s")
+    assert len(out) == 2
