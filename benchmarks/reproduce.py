@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -135,6 +136,33 @@ def plot(curves: dict, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def markdown(result: dict) -> str:
+    """The README's tables: top-1 per size (mean ± std over seeds) and the four claims."""
+    seeds = len(result["seeds"])
+    sizes = sorted(int(k) for k in result["curves"]["fixed"][0]["sizes"])
+    lines = [f"Top-1 (%) by evaluation size, mean ± std over {seeds} seeds (calibrated / uncalibrated):", "",
+             "| regime | steps | " + " | ".join(f"{s} px" for s in sizes) + " |",
+             "|---|---|" + "---|" * len(sizes)]
+    for regime, runs in result["curves"].items():
+        cells = []
+        for s in sizes:
+            cal = [100 * (r["sizes"][str(s)]["top1_calibrated"] or r["sizes"][str(s)]["top1"]) for r in runs]
+            raw = [100 * r["sizes"][str(s)]["top1"] for r in runs]
+            cells.append(f"{statistics.fmean(cal):.1f}±{_sd(cal):.1f} / {statistics.fmean(raw):.1f}")
+        steps = statistics.fmean(result["steps"][regime])
+        lines.append(f"| {regime} | {steps:.0f} | " + " | ".join(cells) + " |")
+    lines += ["", "| claim | per seed | mean ± std | holds |", "|---|---|---|---|"]
+    for name, c in result["claims"].items():
+        per = ", ".join("n/a" if v is None else f"{v:+.3f}" for v in c["per_seed"])
+        ms = "n/a" if c["mean"] is None else f"{c['mean']:+.3f} ± {c['std']:.3f}"
+        lines.append(f"| `{name}` | {per} | {ms} | {'yes' if c['holds'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.4f}"
 
@@ -194,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     name = "reproduce-quick" if args.quick else "reproduce"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result["curves"], out / f"{name}.png")
+    (out / f"{name}.md").write_text(markdown(result))
     print("claim                                   mean      std   holds")
     for k, c in result["claims"].items():
         print(f"{k:<38} {fmt(c['mean']):>8} {fmt(c['std']):>8}   {c['holds']}")
-    print(f"wrote {out / (name + '.json')} and {out / (name + '.png')}")
+    print(f"wrote {out / (name + '.json')}, {out / (name + '.png')} and {out / (name + '.md')}")
     return 0
 
 
