@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,6 +185,11 @@ def test_killed_search_resumes_to_exactly_num_samples(ray_local, shapes_cache, t
         proc.wait(timeout=60)
         log.close()
     assert exp is not None
+    console = (tmp_path / "first.log").read_text()
+    # one readable line per trial (p shares, not Optuna's u draws), none of Ray's internal actor chatter
+    assert re.search(r"^trial 0000 start  \S+ +p \d+:", console, re.M), console[-2000:]
+    assert re.search(r"^trial 000\d done ", console, re.M), console[-2000:]
+    assert "PlacementGroupCleaner" not in console and not re.search(r"\bu_\d+", console)
     study, meta = study_of(exp)
     before = len([t for t in study.get_trials() if t.state == TrialState.COMPLETE])
     assert 1 <= before < 4
