@@ -29,7 +29,7 @@ from mixsize_ray.errors import ConfigError
 MODES = ("fixed", "B+", "D+")
 SAMPLINGS = ("step", "image-fraction", "epoch", "progressive")
 DATASETS = ("shapes", "cifar10", "cifar100", "imagefolder")
-MODELS = ("resnet20", "resnet44", "resnet56", "wrn28_10", "resnet18", "resnet50", "efficientnet_b0")
+MODELS = ("resnet8", "resnet20", "resnet44", "resnet56", "wrn28_10", "resnet18", "resnet50", "efficientnet_b0")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "step", "constant")
 LR_SCALINGS = ("none", "linear", "sqrt")

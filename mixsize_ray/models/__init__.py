@@ -19,6 +19,7 @@ from mixsize_ray.models.torchvision_models import torchvision_model
 from mixsize_ray.models.wide_resnet import WideResNet, wide_resnet
 
 _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
+    "resnet8": lambda c: cifar_resnet(8, c),  # one block per stage: the 2-core quickstart's model
     "resnet20": lambda c: cifar_resnet(20, c),
     "resnet44": lambda c: cifar_resnet(44, c),
     "resnet56": lambda c: cifar_resnet(56, c),

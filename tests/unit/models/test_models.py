@@ -14,6 +14,7 @@ from mixsize_ray.models.cifar_resnet import CifarResNet
 
 def test_model_names():
     assert MODELS == (
+        "resnet8",
         "resnet20",
         "resnet44",
         "resnet56",
@@ -91,3 +92,10 @@ def test_invalid_inputs(name, num_classes, field):
     assert str(err.value).startswith(f"{field}: expected")
     if field == "model.name":
         assert all(n in str(err.value) for n in MODELS) and "'vgg16'" in str(err.value)
+
+
+def test_resnet8_is_the_6n_plus_2_net_with_one_block_per_stage():
+    m = build_model("resnet8", 10)
+    convs = [x for x in m.modules() if isinstance(x, torch.nn.Conv2d)]
+    assert isinstance(m, CifarResNet) and m.depth == 8
+    assert sum(x.kernel_size == (3, 3) for x in convs) == 7  # stem + 3 stages x 1 block x 2 convs
