@@ -30,7 +30,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH)
 
-# fixed vs B+ vs D+ on the embedded data, 3 seeds (about 37 minutes per seed on 2 CPU cores): benchmarks/results/reproduce.*
+# fixed vs B+ vs D+ on the embedded data, 3 seeds (under 75 minutes on 2 CPU cores): benchmarks/results/reproduce.*
 # REPRODUCE_ARGS=--resume keeps finished runs of an interrupted one
 reproduce: $(STAMP)
 	$(PY) -m benchmarks.reproduce $(REPRODUCE_ARGS)
