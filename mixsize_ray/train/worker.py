@@ -22,6 +22,7 @@ import ray.train.torch
 import torch
 
 from mixsize_ray.config import config_from_dict
+from mixsize_ray.core.sweep_metrics import sweep_report
 from mixsize_ray.train.checkpoint import load_checkpoint, save_checkpoint
 from mixsize_ray.train.loop import TrainingLoop
 
@@ -136,10 +137,7 @@ def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -
                     doc = result.to_dict()
                     Path(tmp, SWEEP_JSON).write_text(json.dumps(doc, indent=2))
                     result.plot(os.path.join(tmp, SWEEP_PNG))
-                    for row in doc["sizes"]:
-                        metrics[f"sweep_top1_{row['size']}"] = row["top1"]
-                        if row.get("top1_calibrated") is not None:
-                            metrics[f"sweep_top1_calibrated_{row['size']}"] = row["top1_calibrated"]
+                    metrics.update(sweep_report(doc))
                 if tracker is not None:
                     metrics["mlflow_run_id"] = tracker.run_id
                     _track_epoch(tracker, loop, metrics, doc if last else None, tmp)
