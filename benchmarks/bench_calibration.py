@@ -15,6 +15,7 @@ from benchmarks.common import write_result
 from mixsize_ray.config import load_config
 from mixsize_ray.core.calibration import calibrate_sizes
 from mixsize_ray.core.evaluation import default_sizes
+from mixsize_ray.data.loader import CalibrationDraw
 from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
 
@@ -36,8 +37,8 @@ def main() -> dict:
         last[0] = now
         print(f"[bench] calibrated size {size}: {per_size[size]:.1f} s", flush=True)
 
-    calibrate_sizes(model, sizes, lambda s: data.calibration_batches(s, batch_size=batch, num_batches=n),
-                    num_batches=n, progress=tick)
+    source = data.preset.calibration_source(data.train_set, CalibrationDraw(batch_size=batch, num_batches=n))
+    calibrate_sizes(model, sizes, source, num_batches=n, progress=tick)
     total = time.perf_counter() - t0
     doc = {"sizes": sizes, "num_sizes": len(sizes), "batches_per_size": n, "batch": batch,
            "total_s": total, "per_size_s": per_size, "threads": torch.get_num_threads()}

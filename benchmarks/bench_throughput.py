@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.common import write_result
 from mixsize_ray.config import load_config
-from mixsize_ray.train.launch import run_training
+from mixsize_ray.train.launch import launch
 from mixsize_ray.train.loop import TrainingLoop
 
 PRESET = Path(__file__).resolve().parents[1] / "search_spaces" / "cifar_s28_dplus.yaml"
@@ -33,7 +33,7 @@ def bare(cores: int) -> float:
 def ray_run(workers: int, cores: int, out: str) -> float:
     cfg = load_config(PRESET, [*SETS, f"ray.num_workers={workers}", f"ray.cpus_per_worker={cores // workers}",
                                f"train.output_dir={out}", f"train.name=bench{workers}"])
-    return run_training(cfg).metrics["images_per_s"]
+    return launch(cfg).metrics["images_per_s"]
 
 
 def main() -> dict:

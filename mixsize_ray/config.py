@@ -24,18 +24,20 @@ from typing import Any
 
 import yaml
 
+from mixsize_ray.core.lr import SCALING_BY as LR_SCALING_BY
+from mixsize_ray.core.lr import SCALING_RULES as LR_SCALINGS
+from mixsize_ray.core.lr import SCHEDULE_KINDS as LR_SCHEDULES
+from mixsize_ray.core.regime import MODES, SAMPLINGS, RegimeSpec
+from mixsize_ray.core.weight_decay import WEIGHT_DECAY_ON
+from mixsize_ray.data.datasets import DATASETS
+from mixsize_ray.data.transforms import STYLES
 from mixsize_ray.errors import ConfigError
+from mixsize_ray.models import MODELS
 
-MODES = ("fixed", "B+", "D+")
-SAMPLINGS = ("step", "image-fraction", "epoch", "progressive")
-DATASETS = ("shapes", "cifar10", "cifar100", "imagefolder")
-MODELS = ("resnet8", "resnet20", "resnet44", "resnet56", "wrn28_10", "resnet18", "resnet50", "efficientnet_b0")
+# The allowed values of modes, samplings, datasets, styles, models, LR schedules and scalings and weight decay
+# are declared once, next to the code that uses them (imported above); these are the train loop's own.
 OPTIMIZERS = ("sgd", "adamw")
-LR_SCHEDULES = ("cosine", "step", "constant")
-LR_SCALINGS = ("none", "linear", "sqrt")
-LR_SCALING_BY = ("mean", "step")
-WEIGHT_DECAY_ON = ("weights", "all")
-DATA_STYLES = ("auto", "cifar", "imagenet")
+DATA_STYLES = ("auto", *STYLES)
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -70,23 +72,13 @@ class ModelConfig:
 
 
 @dataclass
-class RegimeConfig:
-    """MixSize regime: sizes (pixels), per-step (or per-image) probabilities, base (S0, B0, D0).
+class RegimeConfig(RegimeSpec):
+    """MixSize regime: sizes (pixels), per-step (or per-image) probabilities, base (S0, B0, D0), mode,
+    sampling, tolerance, caps. The keys and their defaults are :class:`~mixsize_ray.core.regime.RegimeSpec`'s.
 
     ``base_batch`` is the GLOBAL batch (all ranks). ``tolerance`` is the allowed relative deviation of the
     realised per-step cost S^2*B*D from S0^2*B0*D0.
     """
-
-    sizes: list[int] = field(default_factory=lambda: [32])
-    probs: list[float] = field(default_factory=lambda: [1.0])
-    base_size: int = 32
-    base_batch: int = 128
-    base_duplicates: int = 1
-    mode: str = "fixed"
-    sampling: str = "step"
-    tolerance: float = 0.1
-    max_batch: int | None = None
-    max_duplicates: int | None = None
 
 
 @dataclass
@@ -365,10 +357,11 @@ def validate(cfg: Config) -> Config:
     _validate_tracking(cfg.tracking)
     if not cfg.ray.cpus_per_worker > 0:
         raise ConfigError("ray.cpus_per_worker", "> 0", cfg.ray.cpus_per_worker)
-    # The regime (sizes, probabilities, budget) is validated by the solver itself.
+    # The regime's fields are validated here; whether every size meets the budget is decided where the
+    # regime is solved, once per process, for the real dataset (train.preflight, `regime`, tune trials).
     from mixsize_ray.core.regime import regime_from_config
 
-    regime_from_config(cfg).solve()
+    regime_from_config(cfg).validate()
     return cfg
 
 
@@ -387,11 +380,45 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return parts[0], parts[1], value
 
 
+def field_type(path: str) -> Any:
+    """The type of config field ``section.key`` (``X | None`` read as ``X``); a ConfigError naming ``path``
+    when there is no such field.
+
+    Example:
+        >>> field_type("optim.lr"), field_type("optim.smoothing_alpha"), field_type("regime.sizes")
+        (<class 'float'>, <class 'float'>, list[int])
+    """
+    parts = path.split(".")
+    if len(parts) != 2 or parts[0] not in _SECTION_TYPES:
+        raise ConfigError(path, f"section.key with section in {list(_SECTION_TYPES)}", path, hint="unknown key")
+    cls = _SECTION_TYPES[parts[0]]
+    hints = typing.get_type_hints(cls)
+    if parts[1] not in hints:
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        raise ConfigError(path, f"one of the keys {allowed}", parts[1], hint="unknown key")
+    tp = hints[parts[1]]
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
+
+
 def config_from_dict(raw: dict[str, Any] | None, overrides: list[str] | None = None) -> Config:
     """Build and validate a Config from plain data plus ``section.key=value`` overrides."""
-    raw = dict(raw or {})
-    if not isinstance(raw, dict):
+    return validate(build_config(raw, overrides))
+
+
+def build_config(raw: dict[str, Any] | None, overrides: list[str] | None = None) -> Config:
+    """A typed Config from plain data plus overrides: sections, keys and types are checked, values are not
+    (:func:`validate` does that). For a part of a config, e.g. the shared part of a search space.
+
+    Example:
+        >>> build_config({"optim": {"lr": "1e-3"}}).optim.lr
+        0.001
+    """
+    if raw is not None and not isinstance(raw, dict):
         raise ConfigError("config", "a YAML mapping of sections", type(raw).__name__)
+    raw = dict(raw or {})
     for sec in raw:
         if sec not in _SECTION_TYPES:
             raise ConfigError(sec, f"one of the sections {list(_SECTION_TYPES)}", sec, hint="unknown section")
@@ -399,8 +426,7 @@ def config_from_dict(raw: dict[str, Any] | None, overrides: list[str] | None = N
     for item in overrides or []:
         sec, key, value = parse_override(item)
         merged.setdefault(sec, {})[key] = value
-    cfg = Config(**{name: _build_section(name, merged.get(name)) for name in _SECTION_TYPES})
-    return validate(cfg)
+    return Config(**{name: _build_section(name, merged.get(name)) for name in _SECTION_TYPES})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:

@@ -28,17 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mixsize_ray.config import load_config
-    from mixsize_ray.core.regime import regime_from_config
-    from mixsize_ray.train.launch import run_training
+    from mixsize_ray.train.launch import launch
     from mixsize_ray.train.preview import write_loader_preview
 
     cfg = load_config(DEMO_CONFIG, [*DEMO_SETS, f"train.output_dir={args.out}", *args.overrides])
-    print("== 1/3 the regime (constant S^2*B*D per step)")
-    print(regime_from_config(cfg).solve().format())
-    print("== 2/3 what the loader feeds at each size (D views per image)")
+    print("== 1/2 what the loader feeds at each size (D views per image)")
     print(f"wrote {write_loader_preview(cfg, Path(args.out) / 'loader_preview.png')}")
-    print("== 3/3 training on Ray Train, then the size sweep")
-    summary = run_training(cfg)
+    print("== 2/2 the regime (constant S^2*B*D per step), training on Ray Train, then the size sweep")
+    summary = launch(cfg)
     if summary.sweep_json:
         import json
 

@@ -1,8 +1,25 @@
-"""`mixsize-ray eval CHECKPOINT [--sizes LIST|A:B:STEP] [--calibrate-batches N] [--json OUT] [--plot PNG]`."""
+"""`mixsize-ray eval CHECKPOINT [--sizes LIST|A:B:STEP] [--calibrate-batches N] [--json OUT] [--plot PNG]`.
+
+Runs through :func:`mixsize_ray.train.launch.launch` with an :class:`~mixsize_ray.train.evaluate.Evaluation`
+job: in this process, or on one worker of the Ray cluster the run names (``--set ray.address=...`` or
+RAY_ADDRESS, as under ``ray job submit``), with the run's resources.
+"""
 
 from __future__ import annotations
 
 import argparse
+
+
+def check_writable(field: str, path: str) -> None:
+    """An output file's folder must exist and be writable (checked without creating anything)."""
+    import os
+    from pathlib import Path
+
+    from mixsize_ray.errors import ConfigError
+
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(field, "a file in an existing, writable folder", path)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixsize_ray.train.evaluate import evaluate_checkpoint
+    from mixsize_ray.train.evaluate import Evaluation, checkpoint_config
+    from mixsize_ray.train.launch import launch
 
-    result = evaluate_checkpoint(args.checkpoint, sizes=args.sizes, calibrate_batches=args.calibrate_batches,
-                                 overrides=args.overrides, progress=True)
+    for field, out in (("--json", args.json_out), ("--plot", args.plot_out)):  # refused before the sweep runs
+        if out is not None:
+            check_writable(field, out)
+    job = Evaluation(args.checkpoint, sizes=args.sizes, calibrate_batches=args.calibrate_batches)
+    result = launch(checkpoint_config(args.checkpoint, args.overrides), job=job).sweep
     print(f"{'size':>5} {'top1':>7} {'top1_cal':>8} {'top5':>7} {'top5_cal':>8} {'GFLOPs':>8}")
     for r in result.to_dict()["sizes"]:
         cal1 = "-" if r["top1_calibrated"] is None else f"{r['top1_calibrated']:.4f}"

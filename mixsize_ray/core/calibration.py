@@ -12,11 +12,14 @@ batch's unbiased variance (every batch weighs the same, whatever its size).
 
 * :func:`bn_calibration` — the context manager that prepares the model and restores it (nothing leaks on
   error: momentum, every module's train/eval flag, and on an exception the running statistics too).
+* :func:`bn_stats_kept` — the context manager that gives the model back its own BN statistics (on exit, or
+  earlier through the ``restore`` it yields): what a sweep over sizes wraps around its calibrations.
 * :func:`calibrate_bn` — calibrate at one size (averages statistics across ranks under torch.distributed).
 * :class:`BNStatsCache` — ``{size: {buffer_name: tensor}}``; capture, apply (exact or nearest), save/load.
 * :func:`calibrate_sizes` — every size of a sweep in one call; leaves the model's own statistics as they were.
 * :func:`use_size` / :class:`SizeAwareModel` — switch statistics by input size at inference.
 * :func:`resize_batches` — reuse one set of loaded batches for every size (CIFAR-style: resize to S).
+* :func:`unwrap`, :func:`model_device`, :func:`check_num_batches` — the small helpers the evaluation shares.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from mixsize_ray.errors import ConfigError
 __all__ = [
     "bn_layers",
     "bn_calibration",
+    "bn_stats_kept",
+    "check_num_batches",
+    "model_device",
+    "unwrap",
     "calibrate_bn",
     "BNStatsCache",
     "calibrate_sizes",
@@ -50,11 +57,22 @@ CACHE_FORMAT = "mixsize_ray.BNStatsCache"
 CACHE_VERSION = 1
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel (DDP would re-broadcast rank 0's buffers)."""
-    while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-        model = model.module
-    return model
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module inside DistributedDataParallel / DataParallel (DDP would re-broadcast rank 0's
+    buffers) and ``torch.compile`` wrappers.
+
+    Example:
+        >>> net = nn.BatchNorm2d(3)
+        >>> unwrap(nn.DataParallel(net)) is net, unwrap(net) is net
+        (True, True)
+    """
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
@@ -62,7 +80,7 @@ def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
     running statistics (``track_running_stats=True``), in ``named_modules`` order."""
     return [
         (name, m)
-        for name, m in _unwrap(model).named_modules()
+        for name, m in unwrap(model).named_modules()
         if isinstance(m, _BatchNorm) and m.track_running_stats and m.running_mean is not None
     ]
 
@@ -73,7 +91,7 @@ def _require_bn(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
         raise ConfigError(
             "model",
             "a model with BatchNorm layers that track running statistics (BN calibration has nothing to calibrate)",
-            type(_unwrap(model)).__name__,
+            type(unwrap(model)).__name__,
         )
     return layers
 
@@ -116,7 +134,7 @@ def bn_calibration(model: nn.Module) -> Iterator[list[tuple[str, _BatchNorm]]]:
         >>> model.training, model[1].momentum, int(model[1].num_batches_tracked)
         (False, 0.1, 1)
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     layers = _require_bn(model)
     modes = [(m, m.training) for m in model.modules()]
     momenta = [(m, m.momentum) for _, m in layers]
@@ -136,6 +154,33 @@ def bn_calibration(model: nn.Module) -> Iterator[list[tuple[str, _BatchNorm]]]:
             m.momentum = momentum
         for m, training in modes:
             m.training = training
+
+
+@contextlib.contextmanager
+def bn_stats_kept(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """Keep the model's own BN running statistics across a block that changes them (calibrations, cached
+    statistics loaded for one size).
+
+    Yields ``restore()``, which puts the statistics saved on entry back at once (e.g. after each size of a
+    sweep); on exit, normal or not, they are put back too. Raises :class:`ConfigError` on entry if the model
+    has no BN layer with running statistics.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        >>> with bn_stats_kept(model) as restore:
+        ...     _ = calibrate_bn(model, [torch.randn(8, 3, 16, 16)], num_batches=1)
+        ...     changed = float(model[1].running_var.sum()) != 4.0
+        ...     restore()
+        ...     back = float(model[1].running_var.sum()) == 4.0
+        >>> changed, back
+        (True, True)
+    """
+    layers = _require_bn(model)
+    saved = _snapshot(layers)
+    try:
+        yield lambda: _restore(layers, saved)
+    finally:
+        _restore(layers, saved)
 
 
 def _default_all_reduce() -> Callable[[Tensor], None] | None:
@@ -170,13 +215,29 @@ def _average_stats(layers: Sequence[tuple[str, _BatchNorm]], all_reduce: Callabl
                 offset += t.numel()
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither).
+
+    Example:
+        >>> model_device(nn.Linear(2, 2)), model_device(nn.ReLU())
+        (device(type='cpu'), device(type='cpu'))
+    """
     for t in itertools.chain(model.parameters(), model.buffers()):
         return t.device
     return torch.device("cpu")
 
 
-def _check_num_batches(num_batches: Any, field: str = "--calibrate-batches") -> int:
+def check_num_batches(num_batches: Any, field: str = "--calibrate-batches") -> int:
+    """``num_batches`` if it is an int >= 1, else :class:`ConfigError` naming ``field``.
+
+    Example:
+        >>> check_num_batches(200)
+        200
+        >>> check_num_batches(0, "train.calibrate_batches")
+        Traceback (most recent call last):
+        ...
+        mixsize_ray.errors.ConfigError: train.calibrate_batches: expected an integer >= 1, got 0
+    """
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
         raise ConfigError(field, "an integer >= 1", num_batches)
     return num_batches
@@ -211,9 +272,9 @@ def calibrate_bn(
         >>> calibrate_bn(model, (torch.randn(8, 3, 24, 24) for _ in range(5)), num_batches=3)
         3
     """
-    num_batches = _check_num_batches(num_batches, "num_batches")
-    model = _unwrap(model)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    num_batches = check_num_batches(num_batches, "num_batches")
+    model = unwrap(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     if all_reduce is None:
         all_reduce = _default_all_reduce()
     used = 0
@@ -392,37 +453,25 @@ def calibrate_sizes(
         BNStatsCache(sizes=[16, 32])
     """
     sizes = _check_sizes(sizes)
-    num_batches = _check_num_batches(num_batches)
-    model = _unwrap(model)
-    layers = _require_bn(model)
+    num_batches = check_num_batches(num_batches)
+    model = unwrap(model)
     cache = cache if cache is not None else BNStatsCache()
-    original = _snapshot(layers)
-    iterator: Iterable[int] = sizes
-    bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(sizes, desc="BN calibration", unit="size")
-        iterator = bar
-    try:
-        for size in iterator:
-            if bar is not None:
-                bar.set_postfix(size=size)
+    with bn_stats_kept(model), tqdm(sizes, desc="BN calibration", unit="size", disable=progress is not True) as bar:
+        for size in bar:
+            bar.set_postfix(size=size)
             calibrate_bn(model, batches_for_size(size), num_batches, device=device, all_reduce=all_reduce)
             cache.capture(model, size)
             if callable(progress):
                 progress(size)
-    finally:
-        if bar is not None:
-            bar.close()
-        _restore(layers, original)
     return cache
 
 
 def use_size(model: nn.Module, cache: BNStatsCache, size: int, exact: bool = False) -> int:
     """Load the cached BN statistics for ``size`` (nearest cached size unless ``exact``) into ``model``.
     Returns the size whose statistics are now in the model."""
-    return cache.apply(_unwrap(model), size, exact=exact)
+    return cache.apply(unwrap(model), size, exact=exact)
 
 
 class SizeAwareModel(nn.Module):

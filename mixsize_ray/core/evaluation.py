@@ -6,19 +6,22 @@
   ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2 FLOPs; convolutions, matmuls and the
   like are counted, elementwise ops such as BN and ReLU are not).
 * :func:`evaluate_top_k` — top-1/top-5 accuracy over an iterable of batches.
-* :func:`size_sweep` -> :class:`SweepResult` — all of the above per size; ``to_dict``/``to_json`` and a PNG
-  ``plot``.
+* :class:`SweepPlan` — what a sweep measures: sizes, calibration data and batches, which metrics (raw,
+  calibrated, FLOPs).
+* :func:`size_sweep` ``(model, plan, eval_batches)`` -> :class:`SweepResult` — the plan's metrics per size;
+  ``to_dict``/``to_json`` and a PNG ``plot``.
 
 Accuracies are FRACTIONS in [0, 1] everywhere (not percent).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +32,11 @@ from torch import Tensor, nn
 
 from mixsize_ray.core.calibration import (
     BNStatsCache,
-    _check_num_batches,
-    _model_device,
-    _require_bn,
-    _restore,
-    _snapshot,
-    _unwrap,
+    bn_stats_kept,
     calibrate_bn,
+    check_num_batches,
+    model_device,
+    unwrap,
 )
 from mixsize_ray.errors import ConfigError
 
@@ -45,6 +46,7 @@ __all__ = [
     "gflops_per_image",
     "evaluate_top_k",
     "size_sweep",
+    "SweepPlan",
     "SizeResult",
     "SweepResult",
     "SWEEP_SCHEMA",
@@ -139,13 +141,13 @@ def gflops_per_image(model: nn.Module, size: int, channels: int = 3, cache: bool
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigError("size", "an integer >= 1", size)
-    model = _unwrap(model)
+    model = unwrap(model)
     per_model = _FLOPS_CACHE.setdefault(model, {}) if cache else {}
     key = (size, channels)
     if key not in per_model:
         modes = [(m, m.training) for m in model.modules()]
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        x = torch.zeros(1, channels, size, size, device=_model_device(model), dtype=dtype)
+        x = torch.zeros(1, channels, size, size, device=model_device(model), dtype=dtype)
         try:
             model.eval()
             counter = FlopCounterMode(display=False)
@@ -186,8 +188,8 @@ def evaluate_top_k(
     ks = tuple(ks)
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ConfigError("ks", "positive integers", ks)
-    model = _unwrap(model)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    model = unwrap(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     modes = [(m, m.training) for m in model.modules()]
     correct = torch.zeros(len(ks), dtype=torch.float64, device=dev)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
@@ -225,15 +227,16 @@ def evaluate_top_k(
 
 @dataclass
 class SizeResult:
-    """One row of a sweep. Accuracies are fractions in [0, 1]; ``*_calibrated`` are None without calibration."""
+    """One row of a sweep. Accuracies are fractions in [0, 1]; a metric the plan left out is None
+    (``*_calibrated`` without calibration, ``top1``/``top5`` without raw, ``gflops`` without FLOPs)."""
 
     size: int
-    top1: float
-    top5: float
+    top1: float | None
+    top5: float | None
     top1_calibrated: float | None
     top5_calibrated: float | None
-    gflops: float
-    top1_per_gflop: float
+    gflops: float | None
+    top1_per_gflop: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,6 +248,10 @@ class SizeResult:
             "gflops": self.gflops,
             "top1_per_gflop": self.top1_per_gflop,
         }
+
+
+def _percent(values: Iterable[float | None]) -> list[float]:
+    return [math.nan if v is None else 100 * v for v in values]
 
 
 @dataclass
@@ -276,7 +283,7 @@ class SweepResult:
         return text
 
     def plot(self, path_png: str | Path, title: str | None = None) -> Path:
-        """Write one PNG: top-1 vs size (uncalibrated and calibrated) and top-1 vs GFLOPs per image.
+        """Write one PNG: top-1 vs size (uncalibrated and calibrated) and, with FLOPs, top-1 vs GFLOPs per image.
 
         Uses matplotlib's Agg canvas directly (no pyplot, no display). Training sizes, if listed in
         ``metadata["train_sizes"]``, are marked with dotted vertical lines.
@@ -285,33 +292,31 @@ class SweepResult:
         from matplotlib.figure import Figure
 
         sizes = [r.size for r in self.rows]
-        flops = [r.gflops for r in self.rows]
-        top1 = [100 * r.top1 for r in self.rows]
-        calibrated = [None if r.top1_calibrated is None else 100 * r.top1_calibrated for r in self.rows]
-        has_cal = any(v is not None for v in calibrated)
-        cal = [math.nan if v is None else v for v in calibrated]
-
-        fig = Figure(figsize=(11, 4.2), dpi=100)
+        curves = [
+            (label, style, values)
+            for label, style, values in (
+                ("BN stats from training", "o-", _percent(r.top1 for r in self.rows)),
+                ("BN calibrated per size", "s--", _percent(r.top1_calibrated for r in self.rows)),
+            )
+            if not all(math.isnan(v) for v in values)
+        ]
+        with_flops = all(r.gflops is not None for r in self.rows)
+        fig = Figure(figsize=(11, 4.2) if with_flops else (5.5, 4.2), dpi=100)
         FigureCanvasAgg(fig)
-        ax1, ax2 = fig.subplots(1, 2)
-        ax1.plot(sizes, top1, "o-", label="BN stats from training")
-        if has_cal:
-            ax1.plot(sizes, cal, "s--", label="BN calibrated per size")
+        axes = fig.subplots(1, 2) if with_flops else [fig.subplots(1, 1)]
+        panels = [(axes[0], sizes, "evaluation image size (px)", "accuracy vs size")]
+        if with_flops:
+            panels.append((axes[1], [r.gflops for r in self.rows], "GFLOPs per image", "accuracy vs compute"))
         for s in self.metadata.get("train_sizes") or []:
-            ax1.axvline(s, color="grey", linestyle=":", linewidth=1)
-        ax1.set_xlabel("evaluation image size (px)")
-        ax1.set_ylabel("top-1 accuracy (%)")
-        ax1.set_title("accuracy vs size")
-        ax1.grid(alpha=0.3)
-        ax1.legend()
-        ax2.plot(flops, top1, "o-", label="BN stats from training")
-        if has_cal:
-            ax2.plot(flops, cal, "s--", label="BN calibrated per size")
-        ax2.set_xlabel("GFLOPs per image")
-        ax2.set_ylabel("top-1 accuracy (%)")
-        ax2.set_title("accuracy vs compute")
-        ax2.grid(alpha=0.3)
-        ax2.legend()
+            axes[0].axvline(s, color="grey", linestyle=":", linewidth=1)
+        for ax, xs, xlabel, panel_title in panels:
+            for label, style, values in curves:
+                ax.plot(xs, values, style, label=label)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("top-1 accuracy (%)")
+            ax.set_title(panel_title)
+            ax.grid(alpha=0.3)
+            ax.legend()
         if title:
             fig.suptitle(title)
         fig.tight_layout()
@@ -320,129 +325,134 @@ class SweepResult:
         return path
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a size sweep measures, at which sizes, and with which calibration data.
+
+    Attributes:
+        sizes: a spec for :func:`parse_sizes` (``"16:64:4"``, ``"16,32"``, a list); kept as the parsed,
+            ascending tuple.
+        calibration: ``fn(S) -> iterable of training images [B, C, S, S]`` (or ``(x, y)`` tuples) that BN
+            calibration at S forwards; None: calibrated sizes must come from the cache given to
+            :func:`size_sweep`.
+        calibration_batches: batches per size that calibration forwards (default 200, the official code's).
+        raw: report top-1/top-5 with the model's own BN statistics (default True).
+        calibrated: report top-1/top-5 with BN statistics calibrated per size (default True).
+        flops: report GFLOPs per image and top-1 per GFLOP (default True).
+        min_size: smallest allowed size; the sweep's minimum is ``max(min_size, model.min_size)``.
+        metadata: extra JSON-able entries for the document (e.g. ``{"train_sizes": [16, 32]}``).
+
+    Raises:
+        ConfigError: sizes below ``min_size`` (``--sizes``), ``calibration_batches`` < 1
+            (``--calibrate-batches``), or neither ``raw`` nor ``calibrated``.
+
+    Example:
+        >>> plan = SweepPlan("16:32:8", calibrated=False)
+        >>> plan.sizes, plan.raw, plan.calibration_batches
+        ((16, 24, 32), True, 200)
+    """
+
+    sizes: str | int | Sequence[int]
+    calibration: Callable[[int], Iterable[Tensor | Sequence[Any]]] | None = None
+    calibration_batches: int = 200
+    raw: bool = True
+    calibrated: bool = True
+    flops: bool = True
+    min_size: int = 1
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", tuple(parse_sizes(self.sizes, min_size=self.min_size)))
+        check_num_batches(self.calibration_batches)
+        if not (self.raw or self.calibrated):
+            raise ConfigError("sweep metrics", "raw and/or calibrated accuracy", "neither")
+
+
 def size_sweep(
     model: nn.Module,
-    sizes: str | Sequence[int],
-    eval_batches_for_size: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
-    calib_batches_for_size: Callable[[int], Iterable[Tensor | Sequence[Any]]] | None = None,
-    num_calib_batches: int = 200,
-    min_size: int = 1,
-    progress: bool = True,
-    device: torch.device | str | None = None,
+    plan: SweepPlan,
+    eval_batches: Callable[[int], Iterable[tuple[Tensor, Tensor]]],
+    *,
     cache: BNStatsCache | None = None,
-    ks: Sequence[int] = (1, 5),
-    channels: int = 3,
+    device: torch.device | str | None = None,
+    progress: bool = True,
     all_reduce: Callable[[Tensor], Any] | None = None,
-    metadata: dict[str, Any] | None = None,
 ) -> SweepResult:
-    """Evaluate ``model`` at every size, with the BN statistics it has and with statistics calibrated per size.
+    """Evaluate ``model`` at every size of ``plan``, with the BN statistics it has and with statistics
+    calibrated per size.
 
-    For each size S (ascending): top-1/top-5 on ``eval_batches_for_size(S)`` with the model's own BN
-    statistics; then, if calibrating, BN statistics for S (from ``cache`` when it holds S exactly, else
-    calibrated on ``num_calib_batches`` of ``calib_batches_for_size(S)``) and top-1/top-5 again; GFLOPs per
-    image at S. The model's own statistics, momenta and modes are restored at the end (also on error).
+    For each size S (ascending): top-1/top-5 on ``eval_batches(S)`` with the model's own BN statistics
+    (``plan.raw``); then (``plan.calibrated``) BN statistics for S, from ``cache`` when it holds S exactly,
+    else calibrated on ``plan.calibration_batches`` batches of ``plan.calibration(S)``, and top-1/top-5
+    again; GFLOPs per image at S (``plan.flops``). The model's own statistics, momenta and modes are
+    restored at the end (also on error).
 
     Args:
         model: classifier returning ``[B, K]`` logits; ``getattr(model, "min_size", 1)`` is its smallest size.
-        sizes: list or spec string for :func:`parse_sizes`.
-        eval_batches_for_size: ``fn(S) -> iterable of (images [B, C, S, S], targets [B])``.
-        calib_batches_for_size: ``fn(S) -> iterable of training images at S`` (or (x, y) tuples); None and
-            no ``cache`` -> no calibration (``*_calibrated`` are None).
-        num_calib_batches: batches per size for calibration (default 200).
-        min_size: smallest allowed size; the effective minimum is ``max(min_size, model.min_size)``.
+        plan: sizes, calibration data and which metrics (:class:`SweepPlan`).
+        eval_batches: ``fn(S) -> iterable of (images [B, C, S, S], targets [B])``.
+        cache: per-size statistics already calibrated (e.g. from a checkpoint); sizes calibrated here are
+            added to it. Default: a new cache.
+        device: where to run; default the model's device.
         progress: tqdm bar over sizes (stderr), default True.
-        cache: precomputed per-size statistics (e.g. from a checkpoint); calibrated sizes are added to it.
-        ks: top-k values; the JSON always reports top1 and top5 (k capped at the number of classes).
-        metadata: extra JSON-able entries for the document (e.g. ``{"train_sizes": [16, 32]}``).
+        all_reduce: as in :func:`~mixsize_ray.core.calibration.calibrate_bn` (averages statistics across
+            ranks; default: torch.distributed's when initialised).
 
     Returns:
         :class:`SweepResult`; ``top1_per_gflop`` uses the calibrated top-1 when calibrating, else top-1
         (``metadata["top1_per_gflop_from"]`` says which).
 
     Raises:
-        ConfigError: a size below the minimum (the message states it), ``num_calib_batches`` < 1, a model
-            without BN asked to calibrate.
+        ConfigError: a size below the model's minimum (the message states it), a model without BN asked to
+            calibrate, sizes to calibrate with neither calibration data nor cached statistics.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> data = lambda s: [(torch.randn(8, 3, s, s), torch.randint(0, 4, (8,)))]
+        >>> plan = SweepPlan([8, 16], calibration=lambda s: [torch.randn(8, 3, s, s)], calibration_batches=1)
+        >>> result = size_sweep(net, plan, data, progress=False)
+        >>> [r.size for r in result.rows], result.cache.sizes, result.metadata["calibration_batches"]
+        ([8, 16], [8, 16], 1)
     """
-    model = _unwrap(model)
-    minimum = max(int(min_size), int(getattr(model, "min_size", 1) or 1), 1)
-    size_list = parse_sizes(sizes, min_size=minimum)
-    calibrate = calib_batches_for_size is not None or cache is not None
+    model = unwrap(model)
+    minimum = max(int(plan.min_size), int(getattr(model, "min_size", 1) or 1), 1)
+    size_list = parse_sizes(list(plan.sizes), min_size=minimum)
+    calibrate = plan.calibrated
     if calibrate:
-        num_calib_batches = _check_num_batches(num_calib_batches)
-        layers = _require_bn(model)
         cache = cache if cache is not None else BNStatsCache()
-        if calib_batches_for_size is None:
-            missing = [s for s in size_list if s not in cache]
-            if missing:
-                raise ConfigError(
-                    "--calibrate-batches",
-                    f"calibration data for sizes not in the BN cache {cache.sizes}",
-                    missing,
-                )
-    ks = tuple(sorted(set(ks) | {1, 5}))
-    original = _snapshot(layers) if calibrate else {}
-    modes = [(m, m.training) for m in model.modules()]
-
-    bar = None
-    iterator: Iterable[int] = size_list
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(size_list, desc="size sweep", unit="size")
-        iterator = bar
+        missing = [s for s in size_list if s not in cache]
+        if missing and plan.calibration is None:
+            raise ConfigError(
+                "--calibrate-batches", f"calibration data for sizes not in the BN cache {cache.sizes}", missing
+            )
+    from tqdm.auto import tqdm
 
     rows: list[SizeResult] = []
     losses: dict[int, dict[str, float | None]] = {}
     eval_images: dict[int, int] = {}
-    try:
-        for size in iterator:
-            if bar is not None:
-                bar.set_postfix(size=size)
-            plain = evaluate_top_k(model, eval_batches_for_size(size), device=device, ks=ks)
-            cal: dict[str, Any] | None = None
+    kept = bn_stats_kept(model) if calibrate else contextlib.nullcontext(lambda: None)
+    with kept as restore, tqdm(size_list, desc="size sweep", unit="size", disable=not progress) as bar:
+        for size in bar:
+            bar.set_postfix(size=size)
+            plain = evaluate_top_k(model, eval_batches(size), device=device) if plan.raw else None
+            cal = None
             if calibrate:
                 assert cache is not None
                 if size in cache:
                     cache.apply(model, size, exact=True)
                 else:
-                    assert calib_batches_for_size is not None
-                    calibrate_bn(
-                        model,
-                        calib_batches_for_size(size),
-                        num_calib_batches,
-                        device=device,
-                        all_reduce=all_reduce,
-                    )
+                    assert plan.calibration is not None
+                    calibrate_bn(model, plan.calibration(size), plan.calibration_batches, device=device,
+                                 all_reduce=all_reduce)
                     cache.capture(model, size)
-                cal = evaluate_top_k(model, eval_batches_for_size(size), device=device, ks=ks)
-                _restore(layers, original)
-            gflops = gflops_per_image(model, size, channels=channels)
-            best = cal["top1"] if cal is not None else plain["top1"]
-            rows.append(
-                SizeResult(
-                    size=size,
-                    top1=plain["top1"],
-                    top5=plain["top5"],
-                    top1_calibrated=None if cal is None else cal["top1"],
-                    top5_calibrated=None if cal is None else cal["top5"],
-                    gflops=gflops,
-                    top1_per_gflop=best / gflops if gflops > 0 else math.nan,
-                )
-            )
-            eval_images[size] = plain["n"]
-            losses[size] = {"loss": plain["loss"], "loss_calibrated": None if cal is None else cal["loss"]}
-            if bar is not None:
-                post = {"size": size, "top1": f"{plain['top1']:.3f}"}
-                if cal is not None:
-                    post["cal"] = f"{cal['top1']:.3f}"
-                bar.set_postfix(post)
-    finally:
-        if bar is not None:
-            bar.close()
-        if calibrate:
-            _restore(layers, original)
-        for m, training in modes:
-            m.training = training
+                cal = evaluate_top_k(model, eval_batches(size), device=device)
+                restore()
+            rows.append(_row(model, size, plain, cal, plan.flops))
+            eval_images[size] = (plain or cal or {}).get("n", 0)
+            losses[size] = {"loss": None if plain is None else plain["loss"],
+                            "loss_calibrated": None if cal is None else cal["loss"]}
+            bar.set_postfix({"size": size, **{k: f"{r['top1']:.3f}" for k, r in (("top1", plain), ("cal", cal))
+                                              if r is not None}})
 
     meta: dict[str, Any] = {
         "schema": SWEEP_SCHEMA,
@@ -451,9 +461,28 @@ def size_sweep(
         "model": type(model).__name__,
         "min_size": minimum,
         "calibrated": calibrate,
-        "calibration_batches": num_calib_batches if calib_batches_for_size is not None else None,
-        "top1_per_gflop_from": "top1_calibrated" if calibrate else "top1",
+        "calibration_batches": plan.calibration_batches if calibrate and plan.calibration is not None else None,
+        "top1_per_gflop_from": None if not plan.flops else "top1_calibrated" if calibrate else "top1",
         "eval_images_per_size": {str(s): n for s, n in eval_images.items()},
     }
-    meta.update(metadata or {})
+    meta.update(plan.metadata)
     return SweepResult(rows=rows, cache=cache if calibrate else None, metadata=meta, losses=losses)
+
+
+def _row(model: nn.Module, size: int, plain: dict[str, Any] | None, cal: dict[str, Any] | None,
+         flops: bool) -> SizeResult:
+    """One :class:`SizeResult` from the raw and calibrated evaluations (either may be None)."""
+    gflops = gflops_per_image(model, size) if flops else None
+    best = cal["top1"] if cal is not None else plain["top1"] if plain is not None else None
+    per_gflop = None
+    if gflops is not None and best is not None:
+        per_gflop = best / gflops if gflops > 0 else math.nan
+    return SizeResult(
+        size=size,
+        top1=None if plain is None else plain["top1"],
+        top5=None if plain is None else plain["top5"],
+        top1_calibrated=None if cal is None else cal["top1"],
+        top5_calibrated=None if cal is None else cal["top5"],
+        gflops=gflops,
+        top1_per_gflop=per_gflop,
+    )

@@ -24,8 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mixsize_ray.core.lr import entry_lr_scales
@@ -156,8 +157,35 @@ def _round_multiple(x: float, m: int) -> list[int]:
 
 
 @dataclass
-class SizeRegime:
-    """A MixSize regime before solving. See the module docstring for the math.
+class RegimeSpec:
+    """A MixSize regime as a config's ``regime`` section writes it: sizes (pixels), per-step (or per-image)
+    probabilities, base (S0, B0, D0). The defaults (one size, 32 px, B0 = 128) live here, once.
+
+    ``base_batch`` is the GLOBAL batch (all ranks). ``tolerance`` is the allowed relative deviation of the
+    realised per-step cost S^2*B*D from S0^2*B0*D0. Nothing is checked here: :class:`SizeRegime` adds the
+    run's world size, images and LR rule, validates, and solves.
+
+    Example:
+        >>> RegimeSpec().sizes, RegimeSpec().base_batch
+        ([32], 128)
+    """
+
+    sizes: list[int] = field(default_factory=lambda: [32])
+    probs: list[float] = field(default_factory=lambda: [1.0])
+    base_size: int = 32
+    base_batch: int = 128
+    base_duplicates: int = 1
+    mode: str = "fixed"
+    sampling: str = "step"
+    tolerance: float = 0.1
+    max_batch: int | None = None
+    max_duplicates: int | None = None
+
+
+@dataclass
+class SizeRegime(RegimeSpec):
+    """A MixSize regime before solving: a :class:`RegimeSpec` on ``world_size`` ranks. See the module
+    docstring for the math.
 
     Args:
         sizes: image sides in pixels, distinct, > 0.
@@ -169,18 +197,9 @@ class SizeRegime:
         max_batch, max_duplicates: optional caps.
         world_size: number of data-parallel ranks; every B_i is a multiple of it.
         num_images: images per epoch (for steps-per-epoch statistics).
+        lr_rule, lr_by: the LR scaling the table reports (:func:`~mixsize_ray.core.lr.entry_lr_scales`).
     """
 
-    sizes: list[int]
-    probs: list[float]
-    base_size: int = 32
-    base_batch: int = 128
-    base_duplicates: int = 1
-    mode: str = "fixed"
-    sampling: str = "step"
-    tolerance: float = 0.1
-    max_batch: int | None = None
-    max_duplicates: int | None = None
     world_size: int = 1
     num_images: int = 50000
     lr_rule: str = "none"
@@ -320,20 +339,11 @@ def regime_from_config(cfg: Any, world_size: int | None = None, num_images: int 
     it the statistics assume ``data.train_size``, else the dataset's published size (ImageNet's 1,281,167
     for an ImageFolder: only good for checking the budget, which does not depend on it).
     """
-    r = cfg.regime
     if num_images is None:
         num_images = cfg.data.train_size or {"cifar10": 50000, "cifar100": 50000}.get(cfg.data.name, 1281167)
+    spec = {f.name: copy.copy(getattr(cfg.regime, f.name)) for f in fields(RegimeSpec)}
     return SizeRegime(
-        sizes=list(r.sizes),
-        probs=list(r.probs),
-        base_size=r.base_size,
-        base_batch=r.base_batch,
-        base_duplicates=r.base_duplicates,
-        mode=r.mode,
-        sampling=r.sampling,
-        tolerance=r.tolerance,
-        max_batch=r.max_batch,
-        max_duplicates=r.max_duplicates,
+        **spec,
         world_size=world_size if world_size is not None else cfg.ray.num_workers,
         num_images=num_images,
         lr_rule=cfg.optim.lr_scaling,

@@ -35,7 +35,7 @@ from mixsize_ray.errors import ConfigError
 __all__ = ["smooth_gradients_", "GradientSmoother", "validate_alpha"]
 
 
-def validate_alpha(alpha: float, field: str = "smoothing.alpha") -> float:
+def validate_alpha(alpha: float, field: str = "optim.smoothing_alpha") -> float:
     """Return ``float(alpha)`` if it lies in [0, 1); raise :class:`ConfigError` otherwise.
 
     alpha = 0 keeps the current norm (no smoothing); alpha -> 1 freezes the norm at g_0.

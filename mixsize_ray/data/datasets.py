@@ -24,10 +24,17 @@ from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from mixsize_ray.data.shapes import ShapesDataset
+from mixsize_ray.data.transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SHAPES_MEAN,
+    SHAPES_STD,
+)
 from mixsize_ray.errors import ConfigError
-
-DATASETS: tuple[str, ...] = ("shapes", "cifar10", "cifar100", "imagefolder")
-"""Names accepted by :func:`build_dataset`; ``shapes`` is the default."""
 
 SPLITS: tuple[str, ...] = ("train", "test")
 """Splits; ``val`` is accepted as an alias of ``test`` (ImageFolder reads ``root/val``)."""
@@ -51,12 +58,16 @@ _INFO: dict[str, DatasetInfo] = {
     "imagefolder": DatasetInfo(1000, 224, "imagenet"),
 }
 
-# per-dataset normalisation (mean, std) of RGB in [0, 1]
+DATASETS: tuple[str, ...] = tuple(_INFO)
+"""Names accepted by :func:`build_dataset` (``config.py`` validates ``data.name`` against it); ``shapes`` is
+the default."""
+
+# per-dataset normalisation (mean, std) of RGB in [0, 1]; the constants live in transforms.py
 _NORM: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "shapes": ((0.5, 0.5, 0.5), (0.22, 0.22, 0.22)),  # measured on generated data
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "shapes": (SHAPES_MEAN, SHAPES_STD),
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+    "imagefolder": (IMAGENET_MEAN, IMAGENET_STD),
 }
 
 
@@ -88,7 +99,12 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
 
 
 def normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """Per-channel ``(mean, std)`` used to normalise images of dataset ``name`` (RGB values in [0, 1])."""
+    """Per-channel ``(mean, std)`` used to normalise images of dataset ``name`` (RGB values in [0, 1]).
+
+    Example:
+        >>> normalization("imagefolder")
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    """
     return _NORM[_check_name(name)]
 
 

@@ -10,8 +10,11 @@ MixSize); :func:`mixsize_collate` stacks them into a :class:`Batch` of ``images 
 Steps are duck-typed: any object with ``size: int``, ``batch: int`` (global), ``duplicates: int``,
 ``indices: Sequence[int] | torch.Tensor`` (the ``batch`` global indices) and ``step: int``.
 
+Also here: :class:`LoaderWorkers` (how a loader loads) and, for BN calibration, :class:`CalibrationDraw` and
+:class:`CalibrationBatches`. :class:`mixsize_ray.data.presets.DataPreset` builds the loaders of a dataset.
+
 Example:
-    >>> loader = build_loader(dataset, SizeTransforms("cifar", 64), schedule_steps)  # doctest: +SKIP
+    >>> loader = DataPreset("cifar", 64).train_loader(dataset, schedule)  # doctest: +SKIP
     >>> for batch in loader:  # doctest: +SKIP
     ...     logits = model(batch.images)          # [b*D, num_classes], S = batch.size
     ...     loss = criterion(logits, batch.targets)
@@ -21,13 +24,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from mixsize_ray.data.transforms import eval_transform, train_transform
 from mixsize_ray.errors import ConfigError
 
 Item = tuple[int, int, int]
@@ -66,6 +69,8 @@ class MixSizeBatchSampler(Sampler[list[Item]]):
             ``set_epoch`` (or resume) the schedule between epochs.
         rank, world_size: this rank takes the contiguous slice ``indices[rank*b:(rank+1)*b]``, ``b = batch //
             world_size``, of each step; the global batch must be divisible by ``world_size``.
+        seed: the augmentation seed: each step's items carry the seed derived from ``(seed, rank, epoch,
+            step)`` (:class:`StepItems`); None leaves augmentation to the loading process's torch RNG.
 
     Each batch has ``b * duplicates`` items: ``[(i0,S,0), (i0,S,1), ..., (i0,S,D-1), (i1,S,0), ...]``.
     """
@@ -224,35 +229,63 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(s)
 
 
+@dataclass(frozen=True)
+class LoaderWorkers:
+    """How a DataLoader loads: ``num_workers`` processes (0 = in the calling process), pinned host memory for
+    faster copies to a GPU, workers kept alive between epochs.
+
+    Example:
+        >>> LoaderWorkers(2, pin_memory=True)
+        LoaderWorkers(num_workers=2, pin_memory=True, persistent_workers=False)
+    """
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ConfigError("data.num_workers", "an int >= 0", self.num_workers)
+
+
+IN_PROCESS = LoaderWorkers()
+"""Load in the calling process, unpinned: the default of every loader."""
+
+
 def build_loader(
     dataset: Dataset,
     transform_for_size: Callable[[int], Callable[[Any], torch.Tensor]],
-    steps_fn: Callable[[], Sequence[StepLike]],
-    rank: int = 0,
-    world_size: int = 1,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    persistent_workers: bool = False,
-    seed: int = 0,
+    sampler: MixSizeBatchSampler,
+    workers: LoaderWorkers = IN_PROCESS,
 ) -> DataLoader:
-    """The training DataLoader yielding one :class:`Batch` per schedule step (this rank's share).
+    """The training DataLoader yielding one :class:`Batch` per step of ``sampler`` (this rank's share).
 
-    Augmentation randomness: every step's views are drawn from torch's RNG seeded by ``(seed, rank, epoch,
-    step)`` (:class:`StepItems`), whichever worker (or the main process) builds them, so runs are repeatable,
-    ranks, epochs and steps all differ, and a run resumed mid-epoch repeats the uninterrupted run's
-    augmentations step for step. Workers also seed numpy and ``random`` (:func:`seed_worker`).
+    ``transform_for_size(S)`` is the training transform at size S (e.g.
+    ``DataPreset.transforms(train=True)``); ``sampler`` holds the schedule, the rank and the seed.
+
+    Augmentation randomness: with a ``sampler.seed``, every step's views are drawn from torch's RNG seeded by
+    ``(seed, rank, epoch, step)`` (:class:`StepItems`), whichever worker (or the main process) builds them, so
+    runs are repeatable, ranks, epochs and steps all differ, and a run resumed mid-epoch repeats the
+    uninterrupted run's augmentations step for step. The loader's own generator (seeded by ``(seed, rank)``)
+    only draws the workers' base seed, so creating an iterator leaves torch's global RNG untouched. Workers
+    also seed numpy and ``random`` (:func:`seed_worker`).
+
+    Example:
+        >>> data = [(torch.full((3, 4, 4), float(i)), i) for i in range(8)]
+        >>> steps = lambda: [type("Step", (), dict(size=4, batch=4, duplicates=2, indices=[0, 1, 2, 3], step=0))]
+        >>> (batch,) = build_loader(data, lambda s: lambda x: x, MixSizeBatchSampler(steps, seed=0))
+        >>> batch.images.shape, batch.targets.tolist()
+        (torch.Size([8, 3, 4, 4]), [0, 0, 1, 1, 2, 2, 3, 3])
     """
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError("data.num_workers", "an int >= 0", num_workers)
     generator = torch.Generator()
-    generator.manual_seed(_derived_seed(seed, rank, 0x10AD))
+    generator.manual_seed(_derived_seed(sampler.seed or 0, sampler.rank, 0x10AD))
     return DataLoader(
         SizedViewDataset(dataset, transform_for_size),
-        batch_sampler=MixSizeBatchSampler(steps_fn, rank=rank, world_size=world_size, seed=seed),
+        batch_sampler=sampler,
         collate_fn=mixsize_collate,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=persistent_workers and num_workers > 0,
+        num_workers=workers.num_workers,
+        pin_memory=workers.pin_memory,
+        persistent_workers=workers.persistent_workers and workers.num_workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
     )
@@ -273,122 +306,86 @@ class TransformedDataset(Dataset):
         return self.transform(img), int(label)
 
 
-def eval_loader(
-    dataset: Dataset,
-    style: str,
-    native: int | None,
-    size: int,
-    batch_size: int,
-    num_workers: int = 0,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    pin_memory: bool = False,
-    sampler: Sampler[int] | None = None,
-) -> DataLoader:
-    """A sequential loader of ``(images [b,3,size,size], targets [b] int64)`` with the eval transform at ``size``.
+@dataclass(frozen=True)
+class CalibrationDraw:
+    """Which training images BN calibration forwards: ``num_batches`` batches of ``batch_size`` images,
+    sampled and augmented from ``seed``.
 
-    Pass the same ``mean``/``std`` as in training (see :func:`mixsize_ray.data.datasets.normalization`);
-    ``sampler`` (e.g. a ``DistributedSampler(shuffle=False)``) shards evaluation across ranks.
+    Example:
+        >>> CalibrationDraw(64, 200, seed=1000)
+        CalibrationDraw(batch_size=64, num_batches=200, seed=1000)
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError("eval.batch_size", "an int >= 1", batch_size)
-    t = eval_transform(style, size, native, mean=mean, std=std)
-    return DataLoader(
-        TransformedDataset(dataset, t),
-        batch_size=batch_size,
-        shuffle=False,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-    )
+
+    batch_size: int
+    num_batches: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "num_batches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"calibration.{name}", "an int >= 1", value)
+
+
+def _own_stream(items: Iterator[Any], seed: int) -> Iterator[Any]:
+    """``items`` pulled one by one with torch's CPU RNG in a stream of its own, seeded by ``seed``: what runs
+    between two items (the caller's code, which may draw random numbers) neither moves the stream nor is
+    moved by it. The caller's RNG is as it was around every pull."""
+    state = torch.Generator().manual_seed(seed).get_state()
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(state)
+            item = next(items, _DONE)
+            state = torch.get_rng_state()
+        if item is _DONE:
+            return
+        yield item
+
+
+_DONE = object()
 
 
 class CalibrationBatches:
-    """Iterable of ``num_batches`` image tensors ``[batch_size, 3, size, size]`` with TRAINING augmentation.
+    """Iterable of ``draw.num_batches`` image tensors ``[draw.batch_size, 3, S, S]``: ``transform`` (the
+    TRAINING augmentation at S) applied to training images.
 
     Samples ``batch_size * num_batches`` indices at random (without replacement; cycling through fresh
-    permutations if the dataset is smaller), seeded by ``seed``: every iteration yields the same samples and
-    the same augmentations (in-process loading uses an RNG stream of its own, so what ran before does not
-    change them).
+    permutations if the dataset is smaller), seeded by ``draw.seed``: every iteration yields the same samples
+    and the same augmentations. Loaded in this process (``num_workers=0``), the augmentation draws from a
+    torch RNG stream of its own (:func:`torch.random.fork_rng` around each batch), so what ran before or runs
+    between batches does not change the images, and the caller's RNG is left as it was.
+
+    Example:
+        >>> import torch
+        >>> data = [(torch.full((3, 8, 8), float(i)), i % 2) for i in range(10)]
+        >>> cal = CalibrationBatches(data, lambda x: x + torch.rand(()), CalibrationDraw(4, 2, seed=1))
+        >>> [x.shape for x in cal], all(torch.equal(a, b) for a, b in zip(cal, cal))
+        ([torch.Size([4, 3, 8, 8]), torch.Size([4, 3, 8, 8])], True)
     """
 
     def __init__(
-        self,
-        dataset: Dataset,
-        style: str,
-        native: int | None,
-        size: int,
-        batch_size: int,
-        num_batches: int,
-        num_workers: int = 0,
-        seed: int = 0,
-        *,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        self, dataset: Dataset, transform: Callable[[Any], torch.Tensor], draw: CalibrationDraw, num_workers: int = 0
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError("calibration.batch_size", "an int >= 1", batch_size)
-        if not isinstance(num_batches, int) or num_batches < 1:
-            raise ConfigError("calibration.num_batches", "an int >= 1", num_batches)
-        self.dataset = TransformedDataset(dataset, train_transform(style, size, native, mean=mean, std=std))
-        self.batch_size, self.num_batches = batch_size, num_batches
-        self.num_workers, self.seed = num_workers, seed
+        self.dataset = TransformedDataset(dataset, transform)
+        self.draw = draw
+        self.num_workers = LoaderWorkers(num_workers).num_workers
 
     def __len__(self) -> int:
-        return self.num_batches
+        return self.draw.num_batches
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        d = self.draw
         g = torch.Generator()
-        g.manual_seed(_derived_seed(self.seed, 0xCA1B))
-        sampler = RandomSampler(self.dataset, num_samples=self.batch_size * self.num_batches, generator=g)
+        g.manual_seed(_derived_seed(d.seed, 0xCA1B))
+        sampler = RandomSampler(self.dataset, num_samples=d.batch_size * d.num_batches, generator=g)
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
+            batch_size=d.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             worker_init_fn=seed_worker,
             generator=g,
         )
-        if self.num_workers > 0:
-            for images, _ in loader:
-                yield images
-            return
-        # In-process augmentation draws from torch's global RNG: give it a stream of its own, seeded by
-        # ``seed``, so the same (seed, batches) give the same images whatever ran before (training or not),
-        # and leave the caller's RNG as it was between batches.
-        caller = torch.get_rng_state()
-        torch.manual_seed(_derived_seed(self.seed, 0xA06))
-        ours = torch.get_rng_state()
-        torch.set_rng_state(caller)
-        it = iter(loader)
-        while True:
-            caller = torch.get_rng_state()
-            torch.set_rng_state(ours)
-            try:
-                images, _ = next(it)
-            except StopIteration:
-                return
-            finally:
-                ours = torch.get_rng_state()
-                torch.set_rng_state(caller)
+        batches = iter(loader) if self.num_workers > 0 else _own_stream(iter(loader), _derived_seed(d.seed, 0xA06))
+        for images, _ in batches:
             yield images
-
-
-def calibration_batches(
-    dataset: Dataset,
-    style: str,
-    native: int | None,
-    size: int,
-    batch_size: int,
-    num_batches: int,
-    num_workers: int = 0,
-    seed: int = 0,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> CalibrationBatches:
-    """Images for BN calibration at ``size``: see :class:`CalibrationBatches` (training split, train augmentation)."""
-    return CalibrationBatches(
-        dataset, style, native, size, batch_size, num_batches, num_workers, seed, mean=mean, std=std
-    )

@@ -4,7 +4,9 @@ Each image is ``resolution x resolution`` RGB uint8 (default 64x64): a linear-gr
 clutter dots and strokes, one shape of radius ``resolution / 4`` (about half the half-frame, 16 px at 64) with a
 small random offset, a random rotation and a random colour contrasting with the background, and mild Gaussian
 noise. The object's scale never varies, so a network trained at one input size learns one apparent object
-size: this is what makes the data scale-sensitive (see DESIGN.md) and lets MixSize show its effect on a CPU.
+size: this is what makes the data scale-sensitive and lets MixSize show its effect on a CPU (README.md,
+"Reproduce at small scale", gives the accuracy by evaluation size this leads to; random object scales would
+teach scale invariance by themselves and hide the effect).
 
 Rendering is vectorised with numpy signed-distance functions (SDFs) in pixel units and an analytic one-pixel
 smooth edge (coverage = clip(0.5 - sdf, 0, 1)), which anti-aliases like box supersampling. Output is a pure

@@ -8,9 +8,13 @@ Two styles:
   ``int(8/7 * S)`` then center crop S (the official MixSize evaluation: convNet.pytorch ``preprocess.py``
   ``scale_size = scale_size or int(input_size * 8/7)``; 256 at 224, 36 at 32, 109 at 96, 182 at 160).
 
+:func:`size_transform` builds either; :class:`mixsize_ray.data.presets.DataPreset` holds a dataset's style,
+native side and normalisation and builds the loaders from it. The per-dataset normalisation constants are
+defined here, once.
+
 Example:
     >>> from PIL import Image
-    >>> t = train_transform("cifar", 24, native=32)
+    >>> t = size_transform("cifar", 24, native=32, train=True)
     >>> t(Image.new("RGB", (32, 32))).shape
     torch.Size([3, 24, 24])
 """
@@ -24,15 +28,19 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
-from mixsize_ray.data.datasets import dataset_info, normalization
 from mixsize_ray.errors import ConfigError
 
 STYLES: tuple[str, ...] = ("cifar", "imagenet")
 
+# per-channel normalisation (mean, std) of RGB in [0, 1]
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN: tuple[float, float, float] = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD: tuple[float, float, float] = (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+SHAPES_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # measured on generated data
+SHAPES_STD: tuple[float, float, float] = (0.22, 0.22, 0.22)
 _DEFAULT_NORM = {"cifar": (CIFAR10_MEAN, CIFAR10_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 CIFAR_PADDING = 4
@@ -57,7 +65,12 @@ class PadRandomCrop:
     """Zero-pad by ``padding`` then crop a random ``crop x crop`` window (default: the input's own size).
 
     Works on PIL images and tensors ``[..., H, W]``; the offset comes from torch's global RNG, which the
-    DataLoader seeds per worker.
+    training loader seeds per step (:class:`mixsize_ray.data.loader.StepItems`).
+
+    Example:
+        >>> from PIL import Image
+        >>> PadRandomCrop(4, crop=32)(Image.new("RGB", (40, 40))).size
+        (32, 32)
     """
 
     def __init__(self, padding: int = CIFAR_PADDING, crop: int | None = None) -> None:
@@ -92,61 +105,46 @@ def _to_float() -> list[Any]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
 
 
-def train_transform(
+def size_transform(
     style: str,
     size: int,
     native: int | None = None,
     *,
+    train: bool,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> Callable[[Any], torch.Tensor]:
-    """The random training augmentation producing a float tensor ``[3, size, size]``.
+    """The transform of one size: PIL image in, normalised float tensor ``[3, size, size]`` out.
+
+    ``train=True`` gives the random training augmentation; CIFAR style: pad 4 + random crop back to
+    ``native`` + flip, then an antialiased bilinear resize to ``size``; ImageNet style: ``RandomResizedCrop``
+    + flip. ``train=False`` gives the deterministic evaluation transform; CIFAR style: the training resize
+    of the whole (native) image; ImageNet style: resize the short side to ``int(8/7 * size)``, center crop.
 
     Args:
         style: ``"cifar"`` or ``"imagenet"``.
         size: output side S in pixels.
-        native: CIFAR style: side of the random crop before the resize (64 for shapes, 32 for CIFAR); None
-            crops back to each input's own side. Unused in ImageNet style.
+        native: CIFAR-style training: side of the random crop before the resize (64 for shapes, 32 for
+            CIFAR); None crops back to each input's own side. Not used otherwise.
         mean, std: per-channel normalisation; None uses CIFAR-10 statistics (cifar) or ImageNet's (imagenet).
-            Use :func:`mixsize_ray.data.datasets.normalization` for the dataset's own.
+            :func:`mixsize_ray.data.datasets.normalization` gives a dataset's own.
+
+    Example:
+        >>> from PIL import Image
+        >>> size_transform("imagenet", 56, train=False)(Image.new("RGB", (80, 64))).shape
+        torch.Size([3, 56, 56])
     """
     _check(style, size)
-    if style == "cifar":
-        ops = [
-            PadRandomCrop(CIFAR_PADDING, native),
-            v2.RandomHorizontalFlip(),
-            *_to_float(),
-            v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True),
-        ]
-    else:
+    resize = v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    if style == "cifar" and train:
+        ops = [PadRandomCrop(CIFAR_PADDING, native), v2.RandomHorizontalFlip(), *_to_float(), resize]
+    elif style == "cifar":
+        ops = [*_to_float(), resize]
+    elif train:
         ops = [
             v2.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
             v2.RandomHorizontalFlip(),
             *_to_float(),
-        ]
-    return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
-
-
-def eval_transform(
-    style: str,
-    size: int,
-    native: int | None = None,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> Callable[[Any], torch.Tensor]:
-    """The deterministic evaluation transform producing a float tensor ``[3, size, size]``.
-
-    CIFAR style: bilinear anti-aliased resize of the whole (native) image to ``size x size``, exactly the resize
-    used in training. ImageNet style: resize the short side to ``int(8/7 * size)``, center crop ``size``.
-    ``native`` is accepted for symmetry with :func:`train_transform` and is not needed.
-    """
-    _check(style, size)
-    del native
-    if style == "cifar":
-        ops = [
-            *_to_float(),
-            v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True),
         ]
     else:
         ops = [
@@ -155,43 +153,3 @@ def eval_transform(
             *_to_float(),
         ]
     return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
-
-
-class SizeTransforms:
-    """A picklable ``size -> transform`` factory (what :func:`mixsize_ray.data.loader.build_loader` takes).
-
-    Example:
-        >>> factory = SizeTransforms("cifar", native=64, train=True)
-        >>> factory(32)  # the train transform producing [3, 32, 32]  # doctest: +ELLIPSIS
-        Compose(...)
-    """
-
-    def __init__(
-        self,
-        style: str,
-        native: int | None = None,
-        *,
-        train: bool = True,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        if style not in STYLES:
-            raise ConfigError("data.style", f"one of {list(STYLES)}", style)
-        self.style, self.native, self.train = style, native, train
-        self.mean = None if mean is None else tuple(mean)
-        self.std = None if std is None else tuple(std)
-
-    def __call__(self, size: int) -> Callable[[Any], torch.Tensor]:
-        fn = train_transform if self.train else eval_transform
-        return fn(self.style, size, self.native, mean=self.mean, std=self.std)
-
-    def __repr__(self) -> str:
-        return f"SizeTransforms({self.style!r}, native={self.native}, train={self.train})"
-
-
-def transforms_for(name: str, *, train: bool) -> SizeTransforms:
-    """The ``size -> transform`` factory of dataset ``name``: its style, native side and normalisation."""
-    info = dataset_info(name)
-    mean, std = normalization(name)
-    native = info.native_resolution if info.style == "cifar" else None
-    return SizeTransforms(info.style, native, train=train, mean=mean, std=std)

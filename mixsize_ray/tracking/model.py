@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixsize_ray.core.calibration import BNStatsCache, SizeAwareModel
+from mixsize_ray.core.calibration import BNStatsCache, SizeAwareModel, unwrap
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MODEL_NAME = "model"
@@ -77,8 +77,6 @@ def signature(num_classes: int):
 
 def inference_model(model: nn.Module, cache: BNStatsCache, fmt: str = "pickle") -> nn.Module:
     """A CPU, eval-mode copy ready to serialize: SizeAwareModel (``pickle``) or size-indexed (``pt2``)."""
-    from mixsize_ray.train.loop import unwrap
-
     base = copy.deepcopy(unwrap(model)).cpu().eval()
     cache = BNStatsCache.from_state_dict(cache.state_dict())
     if fmt == "pt2":

@@ -1,11 +1,14 @@
-"""One MLflow run per training run: created (or reattached) on the driver, used by rank 0, closed by the driver.
+"""One MLflow run per training run: decided once by the driver, used by rank 0, closed by the driver.
 
-The driver (:func:`start_run`) resolves the experiment, reattaches to the run id stored in the latest
-checkpoint (``mlflow_run_id``) or creates a run with tags and params, and hands the workers a small
-:class:`TrackingRun` (plain data in ``train_loop_config``). Ray Train retries reuse it, so a retried run
-never makes a second MLflow run. On reattach only params the run does not have yet are logged; a value
-that changed (``train.epochs`` when extending a run) cannot be logged again and is recorded as the tag
-``changed.<param>`` instead. :func:`finish_run` sets the terminal status.
+The driver (:func:`start_run`) resolves the experiment and either reattaches to ``resume_run_id`` (the
+run id the latest checkpoint's manifest names; the caller reads it) or creates a run with tags and params
+(nested under ``tracking.parent_run_id`` when set; a fresh nested run first removes what an interrupted
+attempt of the same ``train.name`` left under that parent). It hands the workers a small
+:class:`TrackingRun` (plain data in ``train_loop_config``); rank 0 logs to exactly that run
+(:func:`worker_tracker`) and never creates, deletes or re-decides runs. Ray Train retries reuse it, so a
+retried run never makes a second MLflow run. On reattach only params the run does not have yet are
+logged; a value that changed (``train.epochs`` when extending a run) cannot be logged again and is
+recorded as the tag ``changed.<param>`` instead. :func:`finish_run` sets the terminal status.
 """
 
 from __future__ import annotations
@@ -59,15 +62,6 @@ def spool_dir(storage: str, name: str) -> str:
     return str(Path(storage) / name / SPOOL_DIR)
 
 
-def checkpoint_run_id(ckpt: str | Path | None) -> str | None:
-    """The ``mlflow_run_id`` stored in a checkpoint folder (None if absent)."""
-    if ckpt is None:
-        return None
-    from mixsize_ray.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(ckpt).get("mlflow_run_id")
-
-
 def experiment_id(client: Any, name: str, uri: str) -> str:
     """Get or create the experiment ``name`` (a concurrent creator is tolerated)."""
     exp = client.get_experiment_by_name(name)
@@ -97,9 +91,22 @@ def _sync_params(client: Any, run: Any, params: dict[str, str], log: Callable[[s
             "(recorded as changed.* tags)")
 
 
-def start_run(cfg: Any, *, storage: str, resume_from: str | Path | None = None,
+def delete_stale_children(client: Any, experiment_id: str, parent_run_id: str, train_name: str) -> list[str]:
+    """Before a nested run starts from scratch, delete the child runs an interrupted attempt of the same
+    ``train.name`` left under the parent (killed before its first checkpoint, so nothing can reattach)."""
+    stale = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and "
+                                                f"tags.`train.name` = '{train_name}'")
+    for r in stale:
+        if r.info.status == "RUNNING":
+            client.set_terminated(r.info.run_id, status="KILLED")
+        client.delete_run(r.info.run_id)
+    return [r.info.run_id for r in stale]
+
+
+def start_run(cfg: Any, *, storage: str, resume_run_id: str | None = None,
               log: Callable[[str], None] = print) -> TrackingRun:
-    """Create or reattach the run for ``cfg``; log tags and params. Errors become one-line ConfigErrors."""
+    """Create the run for ``cfg``, or reattach to ``resume_run_id`` (the checkpoint's run) if the store still
+    has it; log tags and params. Errors become one-line ConfigErrors."""
     from mlflow import MlflowClient
 
     t = cfg.tracking
@@ -110,7 +117,7 @@ def start_run(cfg: Any, *, storage: str, resume_from: str | Path | None = None,
             client = MlflowClient(tracking_uri=uri)
             exp_id = experiment_id(client, t.experiment, uri)
             run = None
-            old_id = checkpoint_run_id(resume_from)
+            old_id = resume_run_id
             if old_id:
                 try:
                     run = client.get_run(old_id)
@@ -122,6 +129,8 @@ def start_run(cfg: Any, *, storage: str, resume_from: str | Path | None = None,
             created = run is None
             params = run_params(cfg)
             if run is None:
+                if t.parent_run_id:
+                    delete_stale_children(client, exp_id, t.parent_run_id, cfg.train.name)
                 run = client.create_run(exp_id, run_name=t.run_name or cfg.train.name,
                                         tags=run_tags(cfg, run_dir=run_dir))
                 send(client, uri, {"kind": "params", "run_id": run.info.run_id, "params": params})
@@ -142,14 +151,12 @@ def start_run(cfg: Any, *, storage: str, resume_from: str | Path | None = None,
     return info
 
 
-def finish_run(info: TrackingRun, status: str, run_id: str | None = None,
-               log: Callable[[str], None] = print) -> int:
+def finish_run(info: TrackingRun, status: str, log: Callable[[str], None] = print) -> int:
     """Set the run's terminal status (spooled if the server is away); report the spool. Returns the
     number of records in the spool."""
     from mlflow import MlflowClient
 
-    record = {"kind": "status", "run_id": run_id or info.run_id, "uri": info.uri, "status": status,
-              "time": now_ms()}
+    record = {"kind": "status", "run_id": info.run_id, "uri": info.uri, "status": status, "time": now_ms()}
     spool = Spool(info.spool_dir)
     try:
         with request_limits(1, info.timeout_s):
@@ -165,21 +172,11 @@ def finish_run(info: TrackingRun, status: str, run_id: str | None = None,
     return left
 
 
-def worker_tracker(info: dict[str, Any], checkpoint_run_id: str | None, log: Callable[[str], None]):
-    """The rank-0 :class:`RunTracker`. A checkpoint's run id wins over the driver's (a resume the driver
-    could not see, e.g. remote storage): then the run the driver just created, still empty, is deleted."""
+def worker_tracker(info: dict[str, Any], log: Callable[[str], None]):
+    """Rank 0's :class:`RunTracker` for the run the driver decided (``info``: :meth:`TrackingRun.to_dict`)."""
     from mixsize_ray.tracking.tracker import RunTracker
 
     run = TrackingRun.from_dict(info)
-    run_id = checkpoint_run_id or run.run_id
-    tracker = RunTracker(run.uri, run_id, run.spool_dir, retries=run.retries, timeout_s=run.timeout_s, log=log)
+    tracker = RunTracker(run.uri, run.run_id, run.spool_dir, retries=run.retries, timeout_s=run.timeout_s, log=log)
     tracker.info = run
-    if run_id != run.run_id and run.created:
-        try:
-            with request_limits(0, run.timeout_s):
-                tracker.client.delete_run(run.run_id)
-                tracker.client.update_run(run_id, status="RUNNING")
-        except Exception:  # noqa: BLE001 - cosmetic: an empty extra run is harmless
-            pass
-        log(f"MLflow: continuing run {run_id} from the checkpoint")
     return tracker

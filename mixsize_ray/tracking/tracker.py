@@ -147,20 +147,21 @@ class RunTracker:
     def log_model(self, model: Any, cache: Any, *, fmt: str = "pickle", example_size: int = 32,
                   registered_model_name: str | None = None, step: int = 0) -> bool:
         """The model with its per-size BN statistics (see :mod:`mixsize_ray.tracking.model`)."""
-        from mixsize_ray.tracking import model as tm
+        from mixsize_ray.tracking.model import MODEL_NAME, inference_model, save_model
+        from mixsize_ray.tracking.model import log_model as log_to_mlflow
 
-        inference = tm.inference_model(model, cache, fmt)
+        inference = inference_model(model, cache, fmt)
 
         def call() -> None:
-            tm.log_model(inference, self.run_id, self.uri, fmt=fmt, example_size=example_size,
+            log_to_mlflow(inference, self.run_id, self.uri, fmt=fmt, example_size=example_size,
                          registered_model_name=registered_model_name, step=step)
 
         if self._attempts(call):
             return True
-        folder = self.spool.new_folder(tm.MODEL_NAME)
-        tm.save_model(inference, folder, fmt=fmt, example_size=example_size)
+        folder = self.spool.new_folder(MODEL_NAME)
+        save_model(inference, folder, fmt=fmt, example_size=example_size)
         return self._spooled({"kind": "model", "run_id": self.run_id, "uri": self.uri, "time": now_ms(),
-                              "path": str(folder), "name": tm.MODEL_NAME, "step": step,
+                              "path": str(folder), "name": MODEL_NAME, "step": step,
                               "registered_model_name": registered_model_name})
 
     def close(self) -> int:

@@ -9,12 +9,17 @@ State keys: ``format`` (= FORMAT), ``model`` (state_dict), ``optimizer``, ``smoo
 ``scaler`` (or None), ``epoch`` (last finished epoch), ``step`` (next step within ``epoch + 1``: 0 at
 epoch ends), ``global_step``, ``rng`` (torch CPU RNG state), ``bn_cache`` (per-size BN statistics),
 ``config`` (resolved config as plain data), ``mlflow_run_id`` (or None), ``metrics`` (last epoch).
+
+``manifest.json`` is the checkpoint's small metadata: besides the checksum it holds ``epoch``, ``step``,
+``global_step``, ``mlflow_run_id`` and the numeric ``metrics``, so a driver decides how to resume (and
+which MLflow run to continue) without loading the weights, on local or remote (pyarrow) storage alike.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ FORMAT = "mixsize-ray/checkpoint/v1"
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.yaml"
+_META_KEYS = ("epoch", "step", "global_step", "mlflow_run_id")
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any], config_yaml: str | None = None) -> Path:
@@ -40,7 +46,10 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], config_yaml: s
     atomic_write_bytes(directory / STATE_FILE, data)
     if config_yaml is not None:
         atomic_write_bytes(directory / CONFIG_FILE, config_yaml.encode())
-    manifest = {"format": FORMAT, "sha256": {STATE_FILE: hashlib.sha256(data).hexdigest()}}
+    manifest = {"format": FORMAT, "sha256": {STATE_FILE: hashlib.sha256(data).hexdigest()},
+                **{k: state.get(k) for k in _META_KEYS},
+                "metrics": {k: v for k, v in (state.get("metrics") or {}).items()
+                            if isinstance(v, int | float) and not isinstance(v, bool)}}
     atomic_write_bytes(directory / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
     return directory
 
@@ -71,3 +80,74 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError("checkpoint", f"a {FORMAT} file", str(state_file), hint="not a mixsize-ray checkpoint")
     return state
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint's small metadata (its ``manifest.json`` and ``config.yaml``), read without the weights.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = save_checkpoint(f"{d}/run/checkpoint_1", {"epoch": 2, "step": 0, "global_step": 30,
+        ...                     "mlflow_run_id": "abc", "metrics": {"loss": 0.5}}, config_yaml="train: {}\\n")
+        >>> info = latest_checkpoint_info(d, "run")
+        >>> info.epoch, info.mlflow_run_id, info.metrics, info.config
+        (2, 'abc', {'loss': 0.5}, {'train': {}})
+    """
+
+    path: str
+    epoch: int
+    step: int = 0
+    mlflow_run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+
+
+def _filesystem(storage: str):
+    """``(pyarrow filesystem, path)`` for a local folder or a URI (``s3://``, ``gs://``, ``file://`` ...)."""
+    import pyarrow.fs
+
+    if "://" in storage:
+        return pyarrow.fs.FileSystem.from_uri(storage)
+    return pyarrow.fs.LocalFileSystem(), str(Path(storage).expanduser().resolve())
+
+
+def latest_checkpoint_info(storage: str, name: str) -> CheckpointInfo | None:
+    """The newest complete checkpoint of run ``name`` under ``storage`` (a folder or a URI), or None.
+
+    Complete means ``state.pt`` and ``manifest.json`` are both there (the manifest is written last).
+    Ray Train names checkpoints ``checkpoint_<timestamp>``, so the newest sorts last.
+    """
+    import pyarrow.fs
+
+    fs, base = _filesystem(storage)
+    run_dir = f"{base.rstrip('/')}/{name}"
+    try:
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
+    except OSError:
+        return None
+    folders = sorted((e.path for e in entries
+                      if e.type == pyarrow.fs.FileType.Directory and e.base_name.startswith("checkpoint_")),
+                     reverse=True)
+    for folder in folders:
+        state, manifest, cfg = fs.get_file_info([f"{folder}/{STATE_FILE}", f"{folder}/{MANIFEST_FILE}",
+                                                 f"{folder}/{CONFIG_FILE}"])
+        if state.type != pyarrow.fs.FileType.File or manifest.type != pyarrow.fs.FileType.File:
+            continue
+        with fs.open_input_stream(manifest.path) as f:
+            meta = json.loads(f.read().decode())
+        config = None
+        if cfg.type == pyarrow.fs.FileType.File:
+            import yaml
+
+            with fs.open_input_stream(cfg.path) as f:
+                config = yaml.safe_load(f.read().decode()) or {}
+        where = folder if "://" not in storage else f"{storage.split('://')[0]}://{folder}"
+        if "epoch" not in meta:  # written before the manifest carried the metadata: read the state
+            old = load_checkpoint(folder) if "://" not in storage else {}
+            meta = {**meta, **{k: old.get(k) for k in _META_KEYS}, "metrics": old.get("metrics") or {}}
+        return CheckpointInfo(path=where, epoch=int(meta.get("epoch") if meta.get("epoch") is not None else -1),
+                              step=int(meta.get("step") or 0), mlflow_run_id=meta.get("mlflow_run_id"),
+                              metrics=dict(meta.get("metrics") or {}), config=config)
+    return None

@@ -1,16 +1,17 @@
-"""The datasets of a run and the per-size batch sources built on them (training, evaluation, calibration)."""
+"""The datasets of a run and the config's rules for its three batch sources (training, evaluation,
+calibration), built by the data side's :class:`~mixsize_ray.data.presets.DataPreset`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
 from mixsize_ray.config import Config
-from mixsize_ray.core.calibration import resize_batches
 from mixsize_ray.data import datasets as ds
-from mixsize_ray.data import loader as ld
-from mixsize_ray.data import transforms as tf
+from mixsize_ray.data.loader import CalibrationDraw, LoaderWorkers, StepLike
+from mixsize_ray.data.presets import CalibrationSource, DataPreset
 
 CALIBRATION_MAX_BATCH = 256
 """Calibration batches hold ``min(regime.base_batch, 256)`` images (the official evaluate.py calibrates on
@@ -40,61 +41,68 @@ def resolve_data(cfg: Config) -> tuple[ds.DatasetInfo, tuple, tuple]:
 
 
 class DataBundle:
-    """Train/test splits of ``cfg.data`` with their style, native size and normalisation.
+    """Train/test splits of ``cfg.data`` and their :class:`~mixsize_ray.data.presets.DataPreset` (style, native
+    side, normalisation), with the config's one rule for each batch source:
 
-    ``eval_batches(S)`` yields ``(images [b, 3, S, S], targets [b])`` of the test split with the evaluation
-    transform; ``calibration_source(S, rank)`` yields ``[B, 3, S, S]`` training images with TRAINING
-    augmentation (what BN calibration uses, as in the official code) by the one rule that training and
-    ``mixsize-ray eval`` share.
+    * :meth:`train_loader` — the mixed-size training loader (``data.num_workers``, seeded by ``train.seed``);
+    * :meth:`eval_batches` ``(S)`` — ``(images [b, 3, S, S], targets [b])`` of the test split, evaluation
+      transform, ``train.eval_batch_size``;
+    * :meth:`calibration_source` ``(S, rank)`` — ``[B, 3, S, S]`` training images with TRAINING augmentation
+      (what BN calibration uses, as in the official code), drawn by :meth:`calibration_draw`: the rule that
+      training and ``mixsize-ray eval`` share.
+
+    Example:
+        >>> from mixsize_ray.config import load_config
+        >>> cfg = load_config(None, ["data.train_size=64", "data.test_size=16", "regime.base_batch=512",
+        ...                          "train.seed=3", "train.calibrate_batches=2"])
+        >>> data = DataBundle(cfg)
+        >>> data.calibration_draw(rank=1)
+        CalibrationDraw(batch_size=256, num_batches=2, seed=3001)
+        >>> [x.shape for x in data.calibration_source(16, rank=1)]
+        [torch.Size([256, 3, 16, 16]), torch.Size([256, 3, 16, 16])]
     """
 
-    def __init__(self, cfg: Config, train: bool = True):
+    def __init__(self, cfg: Config):
         d = cfg.data
         self.cfg = cfg
         self.info, self.mean, self.std = resolve_data(cfg)
         native = self.info.native_resolution if self.info.style == "cifar" else None
-        self.train_transforms = tf.SizeTransforms(self.info.style, native, train=True, mean=self.mean, std=self.std)
+        self.preset = DataPreset(self.info.style, native, self.mean, self.std)
         self.train_set = ds.build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed)
         self.test_set = ds.build_dataset(d.name, d.root, "test", size=d.test_size, seed=d.seed)
         if self.info.style == "cifar" and d.name == "imagefolder":  # small photos: one native side
             self.train_set = ds.ResizedDataset(self.train_set, self.info.native_resolution)
             self.test_set = ds.ResizedDataset(self.test_set, self.info.native_resolution)
-        self._calib_key: tuple[int, int, int] | None = None
-        self._calib_base: list[torch.Tensor] = []
+        self._calibration: CalibrationSource | None = None
+
+    def train_loader(self, steps_fn: Callable[[], Sequence[StepLike]], rank: int = 0, world_size: int = 1,
+                     pin_memory: bool = False) -> DataLoader:
+        """The training loader of this rank over the schedule ``steps_fn`` (``data.num_workers`` workers,
+        augmentation seeded by ``train.seed``)."""
+        workers = LoaderWorkers(self.cfg.data.num_workers, pin_memory=pin_memory)
+        return self.preset.train_loader(self.train_set, steps_fn, rank=rank, world_size=world_size,
+                                        workers=workers, seed=self.cfg.train.seed)
 
     def eval_batches(self, size: int, batch_size: int | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        return ld.eval_loader(self.test_set, self.info.style, self.info.native_resolution, size,
-                              batch_size=batch_size or self.cfg.train.eval_batch_size, num_workers=0,
-                              mean=self.mean, std=self.std)
+        """The test split at ``size`` in batches of ``batch_size`` (default ``train.eval_batch_size``)."""
+        return self.preset.eval_loader(self.test_set, size, batch_size or self.cfg.train.eval_batch_size)
+
+    def calibration_draw(self, rank: int = 0) -> CalibrationDraw:
+        """THE calibration rule: ``train.calibrate_batches`` batches of ``min(regime.base_batch, 256)`` images,
+        seeded by ``train.seed * 1000 + rank``."""
+        c = self.cfg
+        return CalibrationDraw(batch_size=min(c.regime.base_batch, CALIBRATION_MAX_BATCH),
+                               num_batches=c.train.calibrate_batches, seed=c.train.seed * 1000 + rank)
 
     def calibration_source(self, size: int, rank: int = 0) -> Iterable[torch.Tensor]:
-        """THE calibration rule: ``train.calibrate_batches`` training-augmented batches of
-        ``min(regime.base_batch, 256)`` images at ``size``, seeded by ``train.seed * 1000 + rank``.
+        """This rank's calibration batches at ``size`` by :meth:`calibration_draw`.
 
         End-of-training calibration (every rank, averaged) and ``mixsize-ray eval`` (rank 0) both call this,
-        so a checkpoint re-evaluated with recalibration sees the same images as rank 0 did in training.
+        so a checkpoint re-evaluated with recalibration sees the same images as rank 0 did in training. The
+        CIFAR style decodes and augments the native-side batches once for all sizes
+        (:class:`~mixsize_ray.data.presets.CalibrationSource`).
         """
-        c = self.cfg
-        return self.calibration_batches(size, batch_size=min(c.regime.base_batch, CALIBRATION_MAX_BATCH),
-                                        num_batches=c.train.calibrate_batches, seed=c.train.seed * 1000 + rank)
-
-    def calibration_batches(self, size: int, batch_size: int, num_batches: int, seed: int = 0) -> Iterable:
-        """Training-augmented batches at ``size``.
-
-        CIFAR-style augmentation (pad-crop-flip at the native side, then resize to S) does not depend on S
-        before its last step, so the native-side batches are decoded and augmented ONCE per
-        (batch_size, num_batches, seed) and every size of a sweep is an antialiased resize of them. The
-        ImageNet style (RandomResizedCrop(S)) is loaded per size.
-        """
-        if self.info.style != "cifar":
-            return ld.calibration_batches(self.train_set, self.info.style, self.info.native_resolution, size,
-                                          batch_size=batch_size, num_batches=num_batches, num_workers=0,
-                                          seed=seed, mean=self.mean, std=self.std)
-        key = (batch_size, num_batches, seed)
-        if self._calib_key != key:
-            native = self.info.native_resolution
-            self._calib_base = list(ld.calibration_batches(
-                self.train_set, self.info.style, native, native, batch_size=batch_size, num_batches=num_batches,
-                num_workers=0, seed=seed, mean=self.mean, std=self.std))
-            self._calib_key = key
-        return resize_batches(self._calib_base, size)
+        draw = self.calibration_draw(rank)
+        if self._calibration is None or self._calibration.draw != draw:
+            self._calibration = self.preset.calibration_source(self.train_set, draw)
+        return self._calibration(size)

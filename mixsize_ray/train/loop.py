@@ -13,7 +13,6 @@ checkpoints; the benchmark runs the same loop bare.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,14 +24,13 @@ import torch.distributed as dist
 from torch import nn
 
 from mixsize_ray.config import Config
-from mixsize_ray.core.calibration import BNStatsCache
+from mixsize_ray.core.calibration import BNStatsCache, unwrap
 from mixsize_ray.core.loss import batch_augmentation_loss
-from mixsize_ray.core.lr import LRSchedule
+from mixsize_ray.core.lr import BatchScaling, Decay, LRSchedule, Warmup
 from mixsize_ray.core.regime import RegimeTable, regime_from_config
 from mixsize_ray.core.schedule import StepSchedule
 from mixsize_ray.core.smoothing import GradientSmoother
 from mixsize_ray.core.weight_decay import param_groups
-from mixsize_ray.data import loader as ld
 from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
 
@@ -41,17 +39,6 @@ LOG_EVERY = 20  # steps between progress lines on rank 0
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare module under DDP / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def lr_schedule_for(cfg: Config, table: RegimeTable, steps_per_epoch: int) -> LRSchedule:
@@ -73,9 +60,11 @@ def lr_schedule_for(cfg: Config, table: RegimeTable, steps_per_epoch: int) -> LR
     if o.milestone_epochs is not None:  # e.g. Goyal et al.: epochs 30/60/80 of 90
         milestone_steps = [m * steps_per_epoch for m in o.milestone_epochs]
     return LRSchedule(
-        o.lr, total_steps=total, kind=o.schedule, milestones=o.milestones, gamma=o.gamma,
-        warmup_steps=min(o.warmup_steps, total - 1), scaling_rule=o.lr_scaling, scaling_by=o.lr_scaling_by,
-        base_batch=cfg.regime.base_batch, mean_batch=table.mean_batch, milestone_steps=milestone_steps,
+        o.lr, total,
+        Decay(o.schedule, milestones=o.milestones, gamma=o.gamma, milestone_steps=milestone_steps),
+        Warmup(min(o.warmup_steps, total - 1)),
+        BatchScaling(o.lr_scaling, by=o.lr_scaling_by, base_batch=cfg.regime.base_batch,
+                     mean_batch=table.mean_batch),
     )
 
 
@@ -88,6 +77,8 @@ class TrainingLoop:
         device: torch device for this rank.
         wrap_model: called on the built model (e.g. Ray's ``prepare_model`` for DDP); identity by default.
         log: progress printer (rank 0 only prints).
+        table: the regime the driver solved (:class:`~mixsize_ray.train.preflight.Preflight`); None solves it
+            here from ``cfg`` and the dataset (a loop run without a driver).
     """
 
     def __init__(
@@ -98,30 +89,21 @@ class TrainingLoop:
         device: torch.device | str = "cpu",
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
         log: Callable[[str], None] = print,
+        table: RegimeTable | None = None,
     ):
         self.cfg = cfg
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.log = log if rank == 0 else (lambda _msg: None)
 
-        d = cfg.data
         self.data = DataBundle(cfg)
         self.info = self.data.info
         self.train_set = self.data.train_set
-        self.table: RegimeTable = regime_from_config(cfg, world_size=world_size,
-                                                     num_images=len(self.train_set)).solve()
+        self.table = self._table(table, world_size)
         self.schedule = StepSchedule(self.table, num_images=len(self.train_set), seed=cfg.train.seed,
                                      epochs=cfg.train.epochs, max_steps_per_epoch=cfg.train.max_steps_per_epoch)
-        self.loader = ld.build_loader(
-            self.train_set,
-            self.data.train_transforms,
-            self.schedule,
-            rank=rank,
-            world_size=world_size,
-            num_workers=d.num_workers,
-            pin_memory=self.device.type == "cuda",
-            seed=cfg.train.seed,
-        )
+        self.loader = self.data.train_loader(self.schedule, rank=rank, world_size=world_size,
+                                             pin_memory=self.device.type == "cuda")
 
         num_classes = cfg.model.num_classes or self.info.num_classes
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every re-run
@@ -157,14 +139,16 @@ class TrainingLoop:
         self.global_step = 0
         self._in_epoch_step: int | None = None  # set while on_step runs (mid-epoch checkpoints)
 
-    # ---- data ------------------------------------------------------------------------------------------
-    def eval_batches(self, size: int):
-        return self.data.eval_batches(size)
-
-    def calibration_batches(self, size: int):
-        """This rank's calibration batches at ``size``: the one rule of :meth:`DataBundle.calibration_source`
-        (also what ``mixsize-ray eval`` uses), so both paths calibrate on the same images."""
-        return self.data.calibration_source(size, rank=self.rank)
+    def _table(self, table: RegimeTable | None, world_size: int) -> RegimeTable:
+        """The driver's solved table (checked against this rank's data and world), or solved here for a
+        bare loop (tests, benchmarks)."""
+        n = len(self.train_set)
+        if table is None:
+            return regime_from_config(self.cfg, world_size=world_size, num_images=n).solve()
+        if table.world_size != world_size or table.num_images != n:
+            raise RuntimeError(f"the driver solved the regime for world size {table.world_size} and {table.num_images} "
+                               f"images; this worker has {world_size} and {n}")
+        return table
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -204,11 +188,9 @@ class TrainingLoop:
         """
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
-        # augmentation randomness is a function of (seed, epoch, rank): a resumed epoch repeats it
-        epoch_seed = (cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank
-        torch.manual_seed(epoch_seed)
-        if self.loader.generator is not None:
-            self.loader.generator.manual_seed(epoch_seed)
+        # Augmentation is seeded per step by the loader. Torch's global RNG, seeded per (seed, epoch, rank),
+        # only feeds the model's own randomness (dropout, stochastic depth: efficientnet_b0).
+        torch.manual_seed((cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank)
         self.model.train()
         sums: dict[str, float] = defaultdict(float)
         step_time: dict[int, list[float]] = defaultdict(list)
@@ -319,7 +301,7 @@ class TrainingLoop:
         from mixsize_ray.core.evaluation import evaluate_top_k
 
         size = size or self.cfg.train.eval_size or self.cfg.regime.base_size
-        res = evaluate_top_k(unwrap(self.model), self.eval_batches(size), device=self.device, ks=(1,))
+        res = evaluate_top_k(unwrap(self.model), self.data.eval_batches(size), device=self.device, ks=(1,))
         return float(res["top1"])
 
     def sweep_sizes(self) -> list[int]:
@@ -334,7 +316,7 @@ class TrainingLoop:
         from mixsize_ray.core.calibration import calibrate_sizes
 
         self.bn_cache = calibrate_sizes(
-            unwrap(self.model), sizes or self.sweep_sizes(), self.calibration_batches,
+            unwrap(self.model), sizes or self.sweep_sizes(), lambda s: self.data.calibration_source(s, self.rank),
             num_batches=self.cfg.train.calibrate_batches, device=self.device,
         )
         return self.bn_cache
@@ -342,16 +324,14 @@ class TrainingLoop:
     def sweep(self, sizes: list[int] | None = None, progress: bool = True):
         """Size sweep on this rank with the calibrated cache (call :meth:`calibrate` on all ranks first):
         top-1/top-5 per size with and without calibration, GFLOPs per image."""
-        from mixsize_ray.core.evaluation import size_sweep
+        from mixsize_ray.core.evaluation import SweepPlan, size_sweep
 
-        return size_sweep(
-            unwrap(self.model), sizes or self.sweep_sizes(), self.eval_batches, None,
-            num_calib_batches=self.cfg.train.calibrate_batches, min_size=self.min_size, progress=progress,
-            device=self.device, cache=self.bn_cache,
-            metadata={"train_sizes": list(self.cfg.regime.sizes), "mode": self.cfg.regime.mode,
-                      "sampling": self.cfg.regime.sampling, "model": self.cfg.model.name,
-                      "dataset": self.cfg.data.name},
-        )
+        c = self.cfg
+        plan = SweepPlan(sizes or self.sweep_sizes(), min_size=self.min_size,
+                         metadata={"train_sizes": list(c.regime.sizes), "mode": c.regime.mode,
+                                   "sampling": c.regime.sampling, "model": c.model.name, "dataset": c.data.name})
+        return size_sweep(unwrap(self.model), plan, self.data.eval_batches, cache=self.bn_cache,
+                          device=self.device, progress=progress)
 
     # ---- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -392,7 +372,3 @@ class TrainingLoop:
 
     def budget_summary(self) -> str:
         return f"{self.steps_per_epoch} steps/epoch, mean size {self.table.mean_size:.1f}"
-
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -36,13 +36,13 @@ def _log(msg: str) -> None:
     sys.stdout.flush()
 
 
-def _start_tracker(config: dict[str, Any], rank: int, loop: TrainingLoop, checkpoint_run_id: str | None):
-    """Rank 0's MLflow tracker when the driver opened a run (``config["tracking"]``), else None."""
+def _start_tracker(config: dict[str, Any], rank: int, loop: TrainingLoop):
+    """Rank 0's MLflow tracker for the run the driver decided (``config["tracking"]``), else None."""
     if rank != 0 or not config.get("tracking"):
         return None
     from mixsize_ray.tracking import worker_tracker
 
-    tracker = worker_tracker(config["tracking"], checkpoint_run_id, _log)
+    tracker = worker_tracker(config["tracking"], _log)
     tracker.log_start(loop.table.to_json(), loop.cfg.to_yaml())
     return tracker
 
@@ -62,7 +62,10 @@ def _track_epoch(tracker, loop: TrainingLoop, metrics: dict[str, Any], sweep_doc
 
 
 def train_func(config: dict[str, Any]) -> None:
-    """Per-worker entry point for :class:`ray.train.torch.TorchTrainer`."""
+    """Per-worker entry point for :class:`ray.train.torch.TorchTrainer`.
+
+    ``config``: ``{"config": <Config as plain data>, "table": <the driver's solved RegimeTable>,
+    "tracking": <TrackingRun as a dict>?}``."""
     cfg = config_from_dict(config["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -70,22 +73,20 @@ def train_func(config: dict[str, Any]) -> None:
     torch.set_num_threads(threads)
     device = ray.train.torch.get_device()
     loop = TrainingLoop(cfg, rank=rank, world_size=world, device=device,
-                        wrap_model=ray.train.torch.prepare_model,
-                        log=_log)
-    extra: dict[str, Any] = {}
+                        wrap_model=ray.train.torch.prepare_model, log=_log, table=config.get("table"))
+    run_id = (config.get("tracking") or {}).get("run_id")
+    extra: dict[str, Any] = {"mlflow_run_id": run_id}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = load_checkpoint(d)
         loop.load_state_dict(state)
-        extra["mlflow_run_id"] = state.get("mlflow_run_id")
+        extra["mlflow_run_id"] = run_id or state.get("mlflow_run_id")  # kept when this re-run logs nowhere
         where = f"epoch {loop.epoch} step {loop.start_step}" if loop.start_step else f"after epoch {state['epoch']}"
         _log(f"resuming from checkpoint {where} (global step {loop.global_step})")
     else:
         _log(f"starting: {loop.budget_summary()}, world size {world}, device {device}")
-    tracker = _start_tracker(config, rank, loop, extra.get("mlflow_run_id"))
-    if tracker is not None:
-        extra["mlflow_run_id"] = tracker.run_id
+    tracker = _start_tracker(config, rank, loop)
     try:
         _train(cfg, loop, rank, extra, tracker)
     finally:
@@ -139,7 +140,7 @@ def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -
                     result.plot(os.path.join(tmp, SWEEP_PNG))
                     metrics.update(sweep_report(doc))
                 if tracker is not None:
-                    metrics["mlflow_run_id"] = tracker.run_id
+                    metrics["mlflow_run_id"] = tracker.run_id  # informational: the driver decided it
                     _track_epoch(tracker, loop, metrics, doc if last else None, tmp)
                 state = loop.state_dict()
                 state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}

@@ -6,24 +6,25 @@ YAML forms (the range's type, float or int, is the config field's own type):
 * a list (``[none, sqrt]``): categorical over its entries (one entry = fixed);
 * a mapping ``{low, high, log: false, step: null}``: a range, ``low < high``; ``log`` needs ``low > 0``.
 
+Every error names the dimension by its path in the YAML (``space.lr``, ``space.params.optim.weight_decay``).
+
 Example:
     >>> import optuna
-    >>> d = parse_dimension("optim.lr", "optim.lr", {"low": 0.01, "high": 1.0, "log": True})
-    >>> d.kind, d.candidates()
-    ('float', [0.01, 1.0])
+    >>> d = parse_dimension("space.lr", "optim.lr", {"low": 0.01, "high": 1.0, "log": True})
+    >>> d.kind, d.candidates(), d.field
+    ('float', [0.01, 1.0], 'space.lr')
     >>> 0.01 <= d.suggest(optuna.create_study().ask()) <= 1.0
     True
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any
 
+from mixsize_ray.config import field_type
 from mixsize_ray.errors import ConfigError
 
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -31,7 +32,8 @@ RANGE_KEYS = ("low", "high", "log", "step")
 
 @dataclass(frozen=True)
 class Dimension:
-    """A searched (or fixed) config key. ``name`` is the Optuna parameter name, ``key`` the config key."""
+    """A searched (or fixed) config key. ``name`` is the Optuna parameter name, ``key`` the config key,
+    ``field`` where the search-space YAML sets it (``space.lr``, ``space.params.train.seed``)."""
 
     name: str
     key: str
@@ -42,6 +44,7 @@ class Dimension:
     high: float | None = None
     log: bool = False
     step: float | None = None
+    field: str = ""
 
     @property
     def searched(self) -> bool:
@@ -67,29 +70,27 @@ class Dimension:
         return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
 
 
-def config_field_type(key: str) -> Any:
-    """The annotation of config field ``section.key`` with ``None`` removed; ConfigError if unknown."""
-    from mixsize_ray.config import _SECTION_TYPES
+def at_field(err: ConfigError, field: str, note: str | None = None) -> ConfigError:
+    """``err`` re-addressed to ``field`` (its path in the search-space YAML), keeping what it says.
 
-    parts = key.split(".")
-    if len(parts) != 2 or parts[0] not in _SECTION_TYPES:
-        raise ConfigError(key, f"section.key with section in {list(_SECTION_TYPES)}", key, hint="unknown key")
-    cls = _SECTION_TYPES[parts[0]]
-    hints = typing.get_type_hints(cls)
-    if parts[1] not in hints:
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        raise ConfigError(key, f"one of the keys {allowed}", parts[1], hint="unknown key")
-    tp = hints[parts[1]]
-    if typing.get_origin(tp) in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        tp = args[0] if len(args) == 1 else tp
-    return tp
+    Example:
+        >>> str(at_field(ConfigError("optim.lr", "> 0", -1.0), "space.lr", note="optim.lr of the training config"))
+        'space.lr: expected > 0, got -1.0 (optim.lr of the training config)'
+    """
+    text = str(err)
+    tail = text[len(err.field) + 2:] if text.startswith(f"{err.field}: ") else text
+    out = ConfigError(field, err.allowed, err.given)
+    out.args = (f"{field}: {tail}" + (f" ({note})" if note else ""),)
+    return out
 
 
 def parse_dimension(field: str, key: str, raw: Any, name: str | None = None) -> Dimension:
     """Parse one YAML dimension for config key ``key``; ``field`` names it in errors (e.g. ``space.lr``)."""
     name = name or key
-    tp = config_field_type(key)
+    try:
+        tp = field_type(key)
+    except ConfigError as e:
+        raise at_field(e, field) from None
     if isinstance(raw, list):
         if not raw:
             raise ConfigError(field, "a non-empty list of choices, a {low, high} range or a value", raw)
@@ -98,10 +99,10 @@ def parse_dimension(field: str, key: str, raw: Any, name: str | None = None) -> 
         if len({repr(v) for v in raw}) != len(raw):
             raise ConfigError(field, "distinct choices", raw)
         if len(raw) == 1:
-            return Dimension(name, key, "fixed", value=raw[0])
-        return Dimension(name, key, "categorical", choices=tuple(raw))
+            return Dimension(name, key, "fixed", value=raw[0], field=field)
+        return Dimension(name, key, "categorical", choices=tuple(raw), field=field)
     if not isinstance(raw, dict):
-        return Dimension(name, key, "fixed", value=raw)
+        return Dimension(name, key, "fixed", value=raw, field=field)
     unknown = [k for k in raw if k not in RANGE_KEYS]
     if unknown:
         raise ConfigError(f"{field}.{unknown[0]}", f"one of the keys {list(RANGE_KEYS)}", unknown[0],
@@ -130,4 +131,4 @@ def parse_dimension(field: str, key: str, raw: Any, name: str | None = None) -> 
         if tp is int and int(step) != step:
             raise ConfigError(f"{field}.step", "an integer", step)
     kind = "int" if tp is int else "float"
-    return Dimension(name, key, kind, low=low, high=high, log=log, step=step)
+    return Dimension(name, key, kind, low=low, high=high, log=log, step=step, field=field)

@@ -15,10 +15,18 @@ once with every objective's worst value:
 * ``compute_ratio``: ``{max}`` on total training pixels relative to the fixed (S0, B0, D0) baseline over
   the same epochs (B+ takes fewer, bigger steps and so uses less).
 
+The objectives read the end-of-run curve by the names :mod:`mixsize_ray.core.sweep_metrics` gives it (the
+worker writes it through the same functions).
+
 Example:
+    >>> from mixsize_ray.core.sweep_metrics import sweep_report
+    >>> final = sweep_report({"sizes": [{"size": 16, "top1": 0.5, "top1_calibrated": 0.6},
+    ...                                  {"size": 32, "top1": 0.7, "top1_calibrated": 0.75}]})
     >>> o = Objective("target", sizes=(32,))
-    >>> o.name, o.mode, o.value({"sweep_top1_calibrated_32": 0.75})
-    ('top1_cal_32', 'max', 0.75)
+    >>> o.name, o.key, o.mode, o.value(final)
+    ('top1_cal_32', 'obj_top1_cal_32', 'max', 0.75)
+    >>> Objective("band", (16, 32), calibrated=False, low=16, high=32).value(final)
+    0.6
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mixsize_ray.core.sweep_metrics import sweep_metric
+
 KINDS = ("target", "band", "size", "steps")
+OBJECTIVE_PREFIX = "obj_"  # an objective's key in a Tune result: obj_<name>
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Objective:
 
     @property
     def key(self) -> str:
-        return f"obj_{self.name}"
+        return f"{OBJECTIVE_PREFIX}{self.name}"
 
     @property
     def mode(self) -> str:
@@ -67,8 +78,7 @@ class Objective:
         """Keys of the worker's final report this objective reads."""
         if self.kind == "steps":
             return ["step"]
-        prefix = "sweep_top1_calibrated_" if self.calibrated else "sweep_top1_"
-        return [f"{prefix}{s}" for s in self.sizes]
+        return [sweep_metric(s, self.calibrated) for s in self.sizes]
 
     def provisional(self, metrics: dict[str, Any]) -> float:
         """Before the final epoch: the per-epoch ``val_top1`` (top-1 at the eval size) or the steps so far.

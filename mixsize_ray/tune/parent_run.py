@@ -98,21 +98,3 @@ class ParentRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-def delete_stale_children(uri: str, experiment: str, parent_run_id: str, train_name: str) -> list[str]:
-    """Before a trial's run starts from scratch, delete the child runs an interrupted attempt of the same
-    trial left under the parent (killed before its first checkpoint, so nothing can reattach to them)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    stale = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and "
-                                                    f"tags.`train.name` = '{train_name}'")
-    for r in stale:
-        if r.info.status == "RUNNING":
-            client.set_terminated(r.info.run_id, status="KILLED")
-        client.delete_run(r.info.run_id)
-    return [r.info.run_id for r in stale]

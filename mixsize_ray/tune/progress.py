@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from mixsize_ray.tune.space import simplex_probs
+from mixsize_ray.tune.simplex import simplex_probs
 from mixsize_ray.tune.spec import SearchSpec
 
 

@@ -7,7 +7,10 @@
   (multi-objective: the Pareto-front trial best on the first objective);
 * ``curves.png``: accuracy-vs-size curves (calibrated solid, plain dashed) of the top trials;
 * ``pareto.png`` (multi-objective): the first two objectives of every feasible trial, front highlighted;
-* ``importances.json``: Optuna's parameter importances over the feasible finished trials.
+* ``importances.json``: parameter importances per objective over the feasible finished trials, with the
+  reason next to every zero (:mod:`mixsize_ray.tune.importance`).
+
+The curve is read back from each trial's final metrics through :mod:`mixsize_ray.core.sweep_metrics`.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mixsize_ray.core.sweep_metrics import curve_from_metrics
+from mixsize_ray.tune.importance import importances
+from mixsize_ray.tune.space import size_shares
 from mixsize_ray.tune.spec import SHORTCUTS, SearchSpec
 
 
@@ -55,7 +60,7 @@ def trial_rows(spec: SearchSpec, study: Any) -> list[dict[str, Any]]:
     extra_dims = [d for d in spec.dims if d.searched and d.key not in SHORTCUTS.values()]
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         ua, cfg = t.user_attrs, t.user_attrs.get("config", {})
-        probs = dict(zip(ua.get("sizes") or [], ua.get("probs") or [], strict=False))
+        probs = size_shares(ua)
         row: dict[str, Any] = {
             "trial": t.number, "status": status_of(t),
             "mode": cfg.get("regime", {}).get("mode"), "sampling": cfg.get("regime", {}).get("sampling"),
@@ -136,8 +141,7 @@ def best_config(spec: SearchSpec, trial: Any, experiment: str) -> dict[str, Any]
     cfg = json.loads(json.dumps(trial.user_attrs["config"]))
     cfg["train"]["name"] = f"{experiment}-best"
     cfg["train"]["output_dir"] = "runs"
-    fixed_tracking = spec.fixed.get("tracking", {})
-    cfg["tracking"]["uri"] = fixed_tracking.get("uri")
+    cfg["tracking"]["uri"] = spec.fixed.tracking.uri
     for k in ("parent_run_id", "run_name"):
         if k in cfg["tracking"]:
             cfg["tracking"][k] = None
@@ -155,62 +159,70 @@ def write_best_yaml(spec: SearchSpec, trial: Any, experiment: str, path: Path) -
     return path
 
 
-def _curve(trial: Any, calibrated: bool) -> tuple[list[int], list[float]]:
-    prefix = "sweep_top1_calibrated_" if calibrated else "sweep_top1_"
-    pts = sorted((int(k[len(prefix):]), v) for k, v in (trial.user_attrs.get("final_metrics") or {}).items()
-                 if k.startswith(prefix) and k[len(prefix):].isdigit())
-    return [p[0] for p in pts], [p[1] for p in pts]
+def trial_curve(trial: Any, calibrated: bool) -> tuple[list[int], list[float]]:
+    """(sizes, top-1) of a trial's end-of-run sweep, read back from its final metrics."""
+    curve = curve_from_metrics(trial.user_attrs.get("final_metrics") or {}, calibrated)
+    return list(curve), list(curve.values())
 
 
-def plot_curves(spec: SearchSpec, ranked: list[Any], path: Path) -> Path | None:
-    """Accuracy vs size of the top ``search.top_k`` trials (and the best control arm, if any)."""
+def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A new (figure, axes) drawn off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    top = ranked[:spec.search.top_k]
-    control = [t for t in ranked if t.user_attrs.get("config", {}).get("regime", {}).get("mode") == "fixed"]
-    if control and control[0] not in top:
-        top.append(control[0])
-    if not top:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, t in enumerate(top):
-        color = f"C{i % 10}"
-        mode = t.user_attrs["config"]["regime"]["mode"]
-        label = f"#{t.number} {mode} " + " ".join(f"{s}:{p:.2f}" for s, p in zip(
-            t.user_attrs["sizes"], t.user_attrs["probs"], strict=False))
-        xs, ys = _curve(t, True)
-        if xs:
-            ax.plot(xs, ys, "-o", color=color, label=label, ms=3)
-        xs, ys = _curve(t, False)
-        if xs:
-            ax.plot(xs, ys, "--", color=color, alpha=0.6)
-    ax.axvline(spec.base[0], color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("evaluation size (px)")
-    ax.set_ylabel("top-1 (solid: BN-calibrated, dashed: not)")
-    ax.set_title(f"{spec.name}: top {len(top)} trials")
+    return plt.subplots(figsize=figsize)
+
+
+def _save(fig: Any, ax: Any, labels: tuple[str, str, str], legend_size: int, path: Path) -> Path:
+    """Label (x, y, title), grid and legend the axes, write the figure to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+def plot_curves(spec: SearchSpec, ranked: list[Any], path: Path) -> Path | None:
+    """Accuracy vs size of the top ``search.top_k`` trials (and the best control arm, if any)."""
+    top = ranked[:spec.search.top_k]
+    control = [t for t in ranked if t.user_attrs.get("config", {}).get("regime", {}).get("mode") == "fixed"]
+    if control and control[0] not in top:
+        top.append(control[0])
+    if not top:
+        return None
+    fig, ax = _axes((7, 4.5))
+    for i, t in enumerate(top):
+        color = f"C{i % 10}"
+        mode = t.user_attrs["config"]["regime"]["mode"]
+        label = f"#{t.number} {mode} " + " ".join(f"{s}:{p:.2f}" for s, p in zip(
+            t.user_attrs["sizes"], t.user_attrs["probs"], strict=False))
+        xs, ys = trial_curve(t, True)
+        if xs:
+            ax.plot(xs, ys, "-o", color=color, label=label, ms=3)
+        xs, ys = trial_curve(t, False)
+        if xs:
+            ax.plot(xs, ys, "--", color=color, alpha=0.6)
+    ax.axvline(spec.base[0], color="grey", lw=0.8, ls=":")
+    labels = ("evaluation size (px)", "top-1 (solid: BN-calibrated, dashed: not)",
+              f"{spec.name}: top {len(top)} trials")
+    return _save(fig, ax, labels, 7, path)
+
+
 def plot_pareto(spec: SearchSpec, study: Any, front: list[Any], path: Path) -> Path | None:
     """First two objectives of the feasible trials; the Pareto front connected and labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = feasible_complete(study)
     if not spec.multi_objective or not ok:
         return None
     o1, o2 = spec.objectives[0], spec.objectives[1]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _axes((6, 4.5))
     ax.scatter([t.values[0] for t in ok], [t.values[1] for t in ok], c="lightgrey", edgecolors="grey",
                label="feasible trials")
     fr = sorted(front, key=lambda t: t.values[0])
@@ -218,43 +230,8 @@ def plot_pareto(spec: SearchSpec, study: Any, front: list[Any], path: Path) -> P
     for t in fr:
         ax.annotate(f"#{t.number}", (t.values[0], t.values[1]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
-    ax.set_xlabel(f"{o1.name} ({o1.mode})")
-    ax.set_ylabel(f"{o2.name} ({o2.mode})")
-    ax.set_title(f"{spec.name}: Pareto front")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def importances(spec: SearchSpec, study: Any) -> dict[str, Any]:
-    """Optuna's parameter importances per objective, over the feasible trials that trained."""
-    import optuna
-
-    ok = feasible_complete(study)
-    if len(ok) < 2:
-        return {"note": f"needs >= 2 feasible finished trials, has {len(ok)}"}
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        sub = optuna.create_study(directions=["maximize" if o.mode == "max" else "minimize"
-                                              for o in spec.objectives])
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    sub.add_trials(ok)
-    out: dict[str, Any] = {"note": f"over {len(ok)} feasible trials; rough with few trials"}
-    for i, o in enumerate(spec.objectives):
-        sign = -1.0 if o.mode == "max" else 1.0  # the default evaluator (PED-ANOVA) rates reaching LOW targets
-        try:
-            with warnings.catch_warnings():  # it warns on every call (low targets, few trials per region)
-                warnings.simplefilter("ignore", UserWarning)
-                out[o.name] = optuna.importance.get_param_importances(
-                    sub, target=lambda t, i=i, s=sign: s * t.values[i])
-        except Exception as e:  # noqa: BLE001 - e.g. no parameter varies across the trials
-            out[o.name] = {"error": str(e).splitlines()[0][:200]}
-    return out
+    labels = (f"{o1.name} ({o1.mode})", f"{o2.name} ({o2.mode})", f"{spec.name}: Pareto front")
+    return _save(fig, ax, labels, 8, path)
 
 
 def build_report(spec: SearchSpec, study: Any, out_dir: Path, experiment: str) -> SearchReport:
@@ -269,7 +246,7 @@ def build_report(spec: SearchSpec, study: Any, out_dir: Path, experiment: str) -
                    ("pareto_png", plot_pareto(spec, study, front, out_dir / "pareto.png"))):
         if p is not None:
             rep.paths[key] = p
-    rep.importances = importances(spec, study)
+    rep.importances = importances(spec, feasible_complete(study))
     (out_dir / "importances.json").write_text(json.dumps(rep.importances, indent=2))
     rep.paths["importances_json"] = out_dir / "importances.json"
     return rep

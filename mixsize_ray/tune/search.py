@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 import yaml
 
 from mixsize_ray.errors import ConfigError
-from mixsize_ray.tune.spec import SearchSpec, load_space, parse_space, with_search
+from mixsize_ray.tune.spec import SearchSpec, enqueue_params, load_space, parse_space, with_search
 
 META = "search.json"
 TRIAL_CPU = 0.01  # the Tune-side driver of a trial: a token CPU, so workers of concurrent trials fit
@@ -63,7 +61,7 @@ def smoke_raw(raw: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     raw["fixed"] = fixed
     for sec, values in SMOKE_FIXED.items():
         fixed[sec] = {**(fixed.get(sec) or {}), **values}
-    if spec.fixed.get("data", {}).get("name", "shapes") != "shapes":
+    if spec.fixed.data.name != "shapes":
         fixed["data"].pop("train_size")
         fixed["data"].pop("test_size")
     sweep = {spec.base[0], min(spec.simplex.sizes)} | {o.sizes[0] for o in spec.objectives if o.sizes}
@@ -89,7 +87,7 @@ def load_search_space(path: str | Path, overrides: list[str] | None = None, smok
 
 def fingerprint(spec: SearchSpec) -> str:
     """What must not change between a search and its ``--resume``."""
-    doc = json.dumps({"raw": spec.raw, "fixed": spec.fixed}, sort_keys=True, default=str)
+    doc = json.dumps({"raw": spec.raw, "fixed": spec.fixed.to_dict()}, sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
@@ -124,40 +122,30 @@ def resolve_experiment(spec: SearchSpec, resume: bool) -> tuple[Path, dict[str, 
 def tracking_uri_of(spec: SearchSpec, saved: str | None = None) -> str | None:
     """The resolved MLflow URI (``saved``: the one a resumed search started with), checked to answer; None
     when the space turns tracking off."""
-    t = spec.fixed.get("tracking", {})
-    if t.get("enabled", True) is False:
+    t = spec.fixed.tracking
+    if not t.enabled:
         return None
     from mixsize_ray.tracking.uri import check_reachable, resolve_tracking_uri
 
-    uri = saved or resolve_tracking_uri(t.get("uri"))
-    check_reachable(uri, float(t.get("timeout_s", 10.0)))
+    uri = saved or resolve_tracking_uri(t.uri)
+    check_reachable(uri, t.timeout_s)
     return uri
 
 
 def connect_for_search(spec: SearchSpec) -> bool:
     """Use the running Ray, ``ray.address``/RAY_ADDRESS, or start a local cluster big enough for
-    ``max_concurrent`` trials. Returns True when this call started Ray."""
-    import ray
+    ``max_concurrent`` trials (through :func:`mixsize_ray.train.cluster.connect`, the one ``ray.init``).
+    Workers' and Ray Train's own logs stay in each trial's folder and Ray's session logs; the console shows
+    one line per trial (tune/progress.py) and the summary. Returns True when this call started Ray."""
+    from mixsize_ray.train.cluster import ClusterRequest, check_address, connect
 
-    if ray.is_initialized():
-        return False
-    r = spec.fixed.get("ray", {})
-    address = r.get("address") or os.environ.get("RAY_ADDRESS")
+    r = spec.fixed.ray
+    address = r.address or os.environ.get("RAY_ADDRESS")
     if address:
-        from mixsize_ray.train.launch import check_address
-
         check_address(address)
-        ray.init(address=address, log_to_driver=True)
-        return True
-    per_trial = int(r.get("num_workers", 1)) * float(r.get("cpus_per_worker", 1.0)) + TRIAL_CPU
-    need = math.ceil(spec.search.max_concurrent * per_trial)
-    # workers' and Ray Train's own logs stay in each trial's folder and Ray's session logs; the console
-    # shows one line per trial (tune/progress.py) and the summary
-    import logging
-
-    ray.init(num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=tempfile.mkdtemp(prefix="mixsize-tune-"), log_to_driver=False, logging_level=logging.WARNING)
-    return True
+    per_trial = r.num_workers * r.cpus_per_worker + TRIAL_CPU
+    return connect(ClusterRequest(address, spec.search.max_concurrent * per_trial, quiet=True,
+                                  temp_prefix="mixsize-tune-"))
 
 
 def trial_name(trial: Any) -> str:
@@ -170,7 +158,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
 
     from mixsize_ray.tune.progress import TrialLines
     from mixsize_ray.tune.searcher import RegimeSearch, make_sampler
-    from mixsize_ray.tune.space import RegimeSpace, enqueue_params
+    from mixsize_ray.tune.space import RegimeSpace
     from mixsize_ray.tune.trainable import run_trial
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec, ctx=ctx), {"cpu": TRIAL_CPU})
@@ -190,7 +178,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
     if spec.search.asha:
         a = spec.search.asha
         scheduler = ASHAScheduler(metric=a["metric"], mode="max", time_attr="training_iteration",
-                                  max_t=int(spec.fixed.get("train", {}).get("epochs", 10)),
+                                  max_t=spec.fixed.train.epochs,
                                   grace_period=a["grace_period"], reduction_factor=a["reduction_factor"])
     return tune.Tuner(
         trainable,
@@ -234,7 +222,7 @@ def open_experiment(spec: SearchSpec, resume: bool, num_samples_given: bool = Fa
         (exp / "space.yaml").write_text(spec.source or yaml.safe_dump(spec.raw, sort_keys=False))
     parent = None
     if uri is not None:
-        parent = ParentRun.open(uri, spec.fixed.get("tracking", {}).get("experiment", "mixsize-ray"), exp.name,
+        parent = ParentRun.open(uri, spec.fixed.tracking.experiment, exp.name,
                                 run_id=meta.get("parent_run_id"),
                                 tags={"mixsize.study_name": meta["study_name"], "mixsize.storage": url})
         meta["parent_run_id"] = parent.run_id
@@ -259,7 +247,7 @@ def run_search(spec: SearchSpec, resume: bool = False, num_samples_given: bool =
         if resume and not restore:  # killed before Tune's first checkpoint: re-use what Optuna handed out
             from mixsize_ray.tune.searcher import requeue_orphans
 
-            requeue_orphans(optuna.load_study(study_name=meta["study_name"], storage=storage), set())
+            requeue_orphans(storage, meta["study_name"], set())
         tuner = _tuner(spec, exp, meta, ctx, storage, restore)
         meta["started"] = True
         (exp / META).write_text(json.dumps(meta, indent=2))
@@ -311,7 +299,8 @@ def finish(spec: SearchSpec, study: Any, exp: Path, meta: dict[str, Any], parent
             parent.client.set_tag(parent.run_id, "best_trial", str(rep.best.number))
         for obj, imp in rep.importances.items():
             if isinstance(imp, dict):
-                parent.log_metrics({f"importance.{obj}.{k}": v for k, v in imp.items() if isinstance(v, float)})
+                parent.log_metrics({f"importance.{obj}.{k}": v["importance"] for k, v in imp["importances"].items()
+                                    if isinstance(v["importance"], float)})
         parent.log_artifacts([exp / META, *rep.paths.values()])
         parent.finish()
     return SearchSummary(exp, meta["study_name"], meta["storage_url"], meta.get("parent_run_id"),

@@ -1,19 +1,28 @@
-"""Search-space YAML -> :class:`SearchSpec`, validated up front (schema: ``search_spaces/SEARCH_SPACES.md``).
+"""Search-space YAML -> :class:`SearchSpec`, validated up front (schema: ``search_spaces/SEARCH_SPACES.md``),
+and what a point of the space means as a training config (:func:`trial_config`, pure, in memory).
 
-Every mistake is one :class:`ConfigError` naming the field: unknown keys, ranges with ``low >= high``, an
-empty or single-size simplex, sizes that cannot meet the budget in a searched mode, an objective naming a
-size the sweep does not evaluate, values the training config would refuse. Nothing starts before this
-passes.
+Every mistake is one :class:`ConfigError` naming the field by its path in the YAML (``fixed.optim.lr``,
+``space.lr``, ``space.params.train.seed``, ``objectives[0].size``): unknown keys, ranges with
+``low >= high``, an empty or single-size simplex, sizes that cannot meet the budget in a searched mode, an
+objective naming a size the sweep does not evaluate, values the training config would refuse (every bound,
+choice and enqueued point is turned into a training config in memory). Nothing starts before this passes.
+
+``fixed`` is held as a typed :class:`~mixsize_ray.config.Config` (defaults filled in); the space and each
+trial set the regime and the searched keys on top of it.
 
 Example:
-    >>> spec = load_space("search_spaces/quickstart.yaml")  # doctest: +SKIP
-    >>> [o.name for o in spec.objectives], spec.search.num_samples  # doctest: +SKIP
-    (['top1_cal_32'], 8)
+    >>> spec = load_space("search_spaces/quickstart.yaml")
+    >>> [o.name for o in spec.objectives], spec.search.num_samples, spec.fixed.train.epochs
+    (['top1_cal_band_16_48', 'top1_cal_32'], 2, 6)
+    >>> cfg = trial_config(spec, default_params(spec))
+    >>> cfg["regime"]["mode"], cfg["regime"]["sizes"], [round(p, 2) for p in cfg["regime"]["probs"]]
+    ('B+', [16, 24, 32, 40], [0.25, 0.25, 0.25, 0.25])
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,9 +30,11 @@ from typing import Any
 
 import yaml
 
+from mixsize_ray.config import Config, build_config, config_from_dict, parse_override
 from mixsize_ray.errors import ConfigError
-from mixsize_ray.tune.dims import Dimension, parse_dimension
+from mixsize_ray.tune.dims import Dimension, at_field, parse_dimension
 from mixsize_ray.tune.objective import KINDS, Constraint, Objective
+from mixsize_ray.tune.simplex import probs_to_u, simplex_probs
 
 TOP_KEYS = ("name", "description", "fixed", "space", "objectives", "constraints", "search")
 SPACE_KEYS = ("sizes", "simplex", "base", "mode", "sampling", "lr", "lr_scaling", "smoothing_alpha", "params")
@@ -33,6 +44,10 @@ DEFAULT_MODES = ["B+", "D+"]
 # set by the space or per trial: never in `fixed` or `space.params`
 RESERVED = ("regime.sizes", "regime.probs", "regime.base_size", "regime.base_batch", "regime.base_duplicates",
             "train.name", "train.output_dir", "tracking.parent_run_id", "tracking.run_name")
+# where the YAML sets the regime keys the space decides (errors about them name these)
+SPACE_FIELDS = {"regime.sizes": "space.sizes", "regime.probs": "space.simplex",
+                "regime.base_size": "space.base.size", "regime.base_batch": "space.base.batch",
+                "regime.base_duplicates": "space.base.duplicates"}
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 TRIAL_SEEDS = ("fixed", "per-trial")
 SEARCH_DEFAULTS: dict[str, Any] = {
@@ -70,10 +85,11 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """A validated search space. ``fixed`` is the training config every trial shares (plain data)."""
+    """A validated search space. ``fixed`` is the typed training config every trial shares (defaults filled
+    in; the regime's sizes, probabilities and base and every searched key are set per trial on top of it)."""
 
     name: str
-    fixed: dict[str, Any]
+    fixed: Config
     simplex: Simplex
     base: tuple[int, int, int]
     dims: tuple[Dimension, ...]
@@ -119,20 +135,27 @@ def _int(field_name: str, v: Any, minimum: int = 1) -> int:
     return v
 
 
-def _parse_fixed(raw: Any, overrides: list[str]) -> dict[str, Any]:
-    from mixsize_ray.config import _SECTION_TYPES, parse_override
-
-    fixed = copy.deepcopy(_mapping("fixed", raw, list(_SECTION_TYPES)))
-    for sec, values in list(fixed.items()):
-        fixed[sec] = dict(_mapping(f"fixed.{sec}", values, None))
+def _given_fixed(raw: Any, overrides: list[str]) -> dict[str, dict[str, Any]]:
+    """The keys ``fixed`` (plus ``section.key=value`` overrides) sets explicitly, as plain data."""
+    given: dict[str, dict[str, Any]] = {}
+    for sec, values in _mapping("fixed", raw, None).items():
+        given[sec] = dict(_mapping(f"fixed.{sec}", values, None))
     for item in overrides:
         sec, key, value = parse_override(item)
-        fixed.setdefault(sec, {})[key] = value
+        given.setdefault(sec, {})[key] = value
     for key in RESERVED:
         sec, k = key.split(".")
-        if k in fixed.get(sec, {}):
-            raise ConfigError(f"fixed.{key}", "to be left out (the space or each trial sets it)", fixed[sec][k])
-    return fixed
+        if k in given.get(sec, {}):
+            raise ConfigError(f"fixed.{key}", "to be left out (the space or each trial sets it)", given[sec][k])
+    return given
+
+
+def _typed_fixed(given: dict[str, dict[str, Any]]) -> Config:
+    """``fixed`` as a typed Config (unknown sections or keys and wrong types named ``fixed.<section>.<key>``)."""
+    try:
+        return build_config(given)
+    except ConfigError as e:
+        raise at_field(e, f"fixed.{e.field}") from None
 
 
 def _parse_sizes(space: dict[str, Any]) -> Simplex:
@@ -153,17 +176,15 @@ def _parse_sizes(space: dict[str, Any]) -> Simplex:
     return Simplex(tuple(sizes), float(floor), allow_drop)
 
 
-def _parse_base(space: dict[str, Any]) -> tuple[int, int, int]:
+def _parse_base(space: dict[str, Any], d: Any) -> tuple[int, int, int]:
+    """(S0, B0, D0) from ``space.base``; ``d``: the regime section of ``fixed`` (the config's defaults)."""
     raw = _mapping("space.base", space.get("base"), ("size", "batch", "duplicates"))
-    from mixsize_ray.config import RegimeConfig
-
-    d = RegimeConfig()
     return (_int("space.base.size", raw.get("size", d.base_size)),
             _int("space.base.batch", raw.get("batch", d.base_batch)),
             _int("space.base.duplicates", raw.get("duplicates", d.base_duplicates)))
 
 
-def _parse_dims(space: dict[str, Any], fixed: dict[str, Any]) -> tuple[Dimension, ...]:
+def _parse_dims(space: dict[str, Any], given: dict[str, dict[str, Any]]) -> tuple[Dimension, ...]:
     dims = [parse_dimension(f"space.{short}", key, space[short] if short in space else
                             (DEFAULT_MODES if short == "mode" else None), name=key)
             for short, key in SHORTCUTS.items() if short in space or short == "mode"]
@@ -176,8 +197,8 @@ def _parse_dims(space: dict[str, Any], fixed: dict[str, Any]) -> tuple[Dimension
         dims.append(parse_dimension(f"space.params.{key}", key, raw, name=key))
     for d in dims:
         sec, k = d.key.split(".")
-        if k in fixed.get(sec, {}):
-            raise ConfigError(f"fixed.{d.key}", "to be left out (the space sets it)", fixed[sec][k])
+        if k in given.get(sec, {}):
+            raise ConfigError(f"fixed.{d.key}", f"to be left out ({d.field} sets it)", given[sec][k])
     modes = next(d for d in dims if d.key == "regime.mode").candidates()
     if any(m not in ("fixed", "B+", "D+") for m in modes):
         raise ConfigError("space.mode", "choices from ['B+', 'D+', 'fixed']", modes)
@@ -273,15 +294,117 @@ def _parse_search(raw: Any) -> SearchOptions:
                          raw["top_k"])
 
 
-def _sweep_sizes(fixed: dict[str, Any], s0: int) -> tuple[int, ...]:
+def _sweep_sizes(fixed: Config, s0: int) -> tuple[int, ...]:
     from mixsize_ray.core.evaluation import default_sizes
     from mixsize_ray.data.datasets import dataset_info
 
-    sweep = fixed.get("train", {}).get("sweep_sizes")
-    if sweep:
-        return tuple(int(s) for s in sweep)
-    style = dataset_info(fixed.get("data", {}).get("name", "shapes")).style
+    if fixed.train.sweep_sizes:
+        return tuple(fixed.train.sweep_sizes)
+    try:
+        style = dataset_info(fixed.data.name).style
+    except ConfigError as e:
+        raise at_field(e, f"fixed.{e.field}") from None
     return tuple(default_sizes(style, s0))
+
+
+def trial_config(spec: SearchSpec, params: dict[str, Any], number: int = 0) -> dict[str, Any]:
+    """The training config (plain data, not yet validated) of a point of the space: ``fixed``, the size
+    distribution drawn by ``params`` (the ``fixed`` mode: S0 alone) on the base (S0, B0, D0), every searched
+    key, and ``train.seed + number`` with ``search.trial_seed: per-trial``. Pure and in memory."""
+    s0, b0, d0 = spec.base
+    mode = params.get("regime.mode", spec.dim("regime.mode").value)
+    if mode == "fixed":
+        sizes, probs = [s0], [1.0]
+    else:
+        u = [params[f"u_{s}"] for s in spec.simplex.sizes]
+        sizes, probs = simplex_probs(spec.simplex.sizes, u, spec.simplex.floor, spec.simplex.allow_drop)
+    raw = spec.fixed.to_dict()
+    raw["regime"].update(sizes=sizes, probs=probs, base_size=s0, base_batch=b0, base_duplicates=d0)
+    for d in spec.dims:
+        sec, key = d.key.split(".")
+        raw[sec][key] = params[d.name] if d.searched else d.value
+    if spec.search.trial_seed == "per-trial":
+        raw["train"]["seed"] = spec.fixed.train.seed + number
+    return raw
+
+
+def yaml_field(spec: SearchSpec, config_field: str) -> str:
+    """Where the search-space YAML sets training-config field ``config_field`` (``optim.lr`` ->
+    ``space.lr`` when searched, ``regime.sizes`` -> ``space.sizes``, else ``fixed.optim.lr``)."""
+    key = ".".join(config_field.split("[", 1)[0].split(".")[:2])
+    for d in spec.dims:
+        if d.key == key:
+            return d.field or f"space.params.{key}"
+    return SPACE_FIELDS.get(key, f"fixed.{config_field}")
+
+
+def default_params(spec: SearchSpec) -> dict[str, Any]:
+    """A valid parameter point: uniform p, the first non-fixed mode, every range's low end, first choices."""
+    params: dict[str, Any] = {f"u_{s}": math.exp(-1.0) for s in spec.simplex.sizes}
+    for d in spec.dims:
+        if d.searched:
+            params[d.name] = d.candidates()[0]
+    if spec.dim("regime.mode").searched:
+        params["regime.mode"] = next(m for m in spec.modes if m != "fixed")
+    return params
+
+
+def enqueue_params(spec: SearchSpec, entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``search.enqueue`` entry (shortcut or config keys, ``probs`` as a list) -> Optuna parameters."""
+    out: dict[str, Any] = {}
+    names = {d.name for d in spec.dims if d.searched} | {f"u_{s}" for s in spec.simplex.sizes}
+    for k, v in entry.items():
+        if k == "probs":
+            out.update(probs_to_u(spec.simplex.sizes, v, spec.simplex.floor, spec.simplex.allow_drop))
+            continue
+        key = SHORTCUTS.get(k, k)
+        if key not in names:
+            raise ConfigError(f"search.enqueue.{k}", f"a searched parameter of this space {sorted(names)} or probs",
+                              k, hint="unknown key")
+        out[key] = v
+    return out
+
+
+def _check_budget(spec: SearchSpec) -> None:
+    """Every searched mode meets the budget S0^2*B0*D0 at every candidate size (uniform p)."""
+    from mixsize_ray.core.regime import SizeRegime
+
+    r, sizes = spec.fixed.regime, list(spec.simplex.sizes)
+    for mode in spec.modes:
+        if mode == "fixed":
+            continue
+        try:
+            SizeRegime(sizes, [1.0 / len(sizes)] * len(sizes), base_size=spec.base[0], base_batch=spec.base[1],
+                       base_duplicates=spec.base[2], mode=mode, sampling="step", tolerance=r.tolerance,
+                       max_batch=r.max_batch, max_duplicates=r.max_duplicates,
+                       world_size=spec.fixed.ray.num_workers).solve()
+        except ConfigError as e:
+            raise ConfigError("space.sizes", f"sizes that meet the budget S0^2*B0*D0 in mode {mode}",
+                              sizes, hint=str(e)) from None
+
+
+def check_space(spec: SearchSpec) -> None:
+    """Up-front checks, in memory (no file is written): every searched mode meets the budget at every size;
+    every bound, choice and enqueued point gives a valid training config. Raises a one-line
+    :class:`ConfigError` naming the field by its path in the YAML."""
+    _check_budget(spec)
+    base = default_params(spec)
+    points = [base] + [{**base, d.name: v} for d in spec.dims if d.searched for v in d.candidates()]
+    if "fixed" in spec.modes:
+        points.append({**base, "regime.mode": "fixed"})
+    for i, entry in enumerate(spec.search.enqueue):
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(f"search.enqueue[{i}]", "a non-empty mapping of parameters", entry)
+        points.append({**base, **enqueue_params(spec, entry)})
+    from mixsize_ray.core.regime import regime_from_config
+
+    for point in points:
+        try:
+            regime_from_config(config_from_dict(trial_config(spec, point))).solve()
+        except ConfigError as e:
+            where = yaml_field(spec, e.field)
+            note = None if where.endswith(e.field) else f"{e.field} of the training config"
+            raise at_field(e, where, note) from None
 
 
 def parse_space(raw: Any, overrides: list[str] | None = None, source: str = "") -> SearchSpec:
@@ -291,13 +414,14 @@ def parse_space(raw: Any, overrides: list[str] | None = None, source: str = "") 
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise ConfigError("name", "a name of letters, digits, '_', '-', '.' (at most 64)", name)
     description = raw.get("description") or ""
-    fixed = _parse_fixed(raw.get("fixed"), overrides or [])
+    given = _given_fixed(raw.get("fixed"), overrides or [])
+    fixed = _typed_fixed(given)
     space = _mapping("space", raw.get("space"), SPACE_KEYS)
     if not space:
         raise ConfigError("space", "a mapping with at least sizes", raw.get("space"))
     simplex = _parse_sizes(space)
-    base = _parse_base(space)
-    dims = _parse_dims(space, fixed)
+    base = _parse_base(space, fixed.regime)
+    dims = _parse_dims(space, given)
     sweep = _sweep_sizes(fixed, base[0])
     spec = SearchSpec(
         name=name, fixed=fixed, simplex=simplex, base=base, dims=dims,
@@ -307,11 +431,9 @@ def parse_space(raw: Any, overrides: list[str] | None = None, source: str = "") 
         source=source, raw=copy.deepcopy(raw),
     )
     asha = spec.search.asha
-    if asha and asha["metric"] == "val_top1" and fixed.get("train", {}).get("eval_every", 1) != 1:
+    if asha and asha["metric"] == "val_top1" and fixed.train.eval_every != 1:
         raise ConfigError("fixed.train.eval_every", "1 with search.asha on val_top1 (ASHA needs it every epoch)",
-                          fixed["train"]["eval_every"])
-    from mixsize_ray.tune.space import check_space
-
+                          fixed.train.eval_every)
     check_space(spec)
     return spec
 

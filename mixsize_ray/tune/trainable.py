@@ -6,10 +6,10 @@ config from the suggested parameters (:func:`mixsize_ray.tune.space.build_trial`
 
 * infeasible (a constraint violated, or an invalid config): reports every objective's worst value, the
   reason and ``final=1`` at once, and trains nothing;
-* otherwise opens the trial's MLflow child run (nested under the search's parent) as
-  :func:`~mixsize_ray.train.launch.run_training` does, builds the TorchTrainer of
-  :func:`~mixsize_ray.train.launch.build_trainer` with an :class:`ObjectiveReportCallback` (a
-  ``TuneReportCallback`` that adds the objectives to the last epoch's report) and fits it. A failed run
+* otherwise runs it through :func:`~mixsize_ray.train.launch.launch`, the path every run takes (its
+  MLflow child run is nested under the search's parent through ``tracking.parent_run_id``), with an
+  :class:`ObjectiveReportCallback` (a ``TuneReportCallback`` that adds the objectives to the last
+  epoch's report). A failed run
   (a non-finite loss raises ``FloatingPointError`` in the worker) reports ``fail_reason`` and raises
   :class:`TrialFailed`, so Tune marks the trial ERROR and the search goes on;
 * a trial restarted by a resumed search continues its Train run from the last checkpoint (same run
@@ -86,41 +86,11 @@ def failure_reason(err: BaseException) -> str:
     return f"failed: {type(err).__name__}: {first[:300]}"
 
 
-def _say(msg: str) -> None:
-    print(f"[mixsize-ray] {msg}", flush=True)
-
-
-def completed_metrics(resume_from: Any, cfg: Any) -> dict[str, Any] | None:
-    """The last epoch's metrics when the trial's Train run already finished (its driver died before Tune
-    got the result), else None."""
-    if resume_from is None:
-        return None
-    from mixsize_ray.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(resume_from)
-    return dict(state.get("metrics") or {}) if state.get("epoch", -1) >= cfg.train.epochs - 1 else None
-
-
-def start_tracking(cfg: Any, facts: dict[str, Any]) -> Any:
-    """The trial's MLflow child run (as :func:`mixsize_ray.train.launch.run_training` opens one); a fresh
-    start first deletes what an interrupted attempt of this trial left under the parent."""
-    if not cfg.tracking.enabled:
-        return None
-    from mixsize_ray.tracking import start_run
-    from mixsize_ray.tune.parent_run import delete_stale_children
-
-    if facts["resume_from"] is None and cfg.tracking.parent_run_id:
-        delete_stale_children(facts["tracking_uri"], cfg.tracking.experiment, cfg.tracking.parent_run_id,
-                              cfg.train.name)
-    return start_run(cfg, storage=facts["storage"], resume_from=facts["resume_from"], log=_say)
-
-
 def run_trial(config: dict[str, Any], spec: SearchSpec, ctx: TrialContext) -> None:
     """Tune function trainable (use with ``tune.with_parameters(run_trial, spec=..., ctx=...)``)."""
     from ray import tune
 
-    from mixsize_ray.tracking import finish_run
-    from mixsize_ray.train.launch import build_trainer, preflight
+    from mixsize_ray.train.launch import launch
 
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
@@ -128,26 +98,12 @@ def run_trial(config: dict[str, Any], spec: SearchSpec, ctx: TrialContext) -> No
     if plan.reason is not None:
         tune.report(worst_report(spec, number, final=1, infeasible=1, infeasible_reason=plan.reason))
         return
-    cfg = plan.config
-    facts = preflight(cfg)
-    tracking = start_tracking(cfg, facts)
-    done = completed_metrics(facts["resume_from"], cfg)
-    if done is not None:  # nothing to train: hand Tune the stored final report
-        tune.report(final_report({**done, "trial_number": number}, spec.objectives))
-        if tracking is not None:
-            finish_run(tracking, "FINISHED", log=_say)
-        return
-    callback = ObjectiveReportCallback(spec.objectives, cfg.train.epochs - 1, number)
-    trainer = build_trainer(cfg, facts["storage"], tracking=tracking.to_dict() if tracking else None)
-    trainer.run_config.callbacks = [*(trainer.run_config.callbacks or []), callback]
+    callback = ObjectiveReportCallback(spec.objectives, plan.config.train.epochs - 1, number)
     try:
-        result = trainer.fit()
+        result = launch(plan.config, callbacks=[callback])
     except Exception as e:  # noqa: BLE001 - every training failure ends this trial, not the search
         reason = failure_reason(e)
-        if tracking is not None:
-            finish_run(tracking, "FAILED", log=_say)
         tune.report(worst_report(spec, number, fail_reason=reason))
         raise TrialFailed(reason) from None
-    if tracking is not None:
-        finish_run(tracking, "FINISHED", run_id=(result.metrics or {}).get("mlflow_run_id") or tracking.run_id,
-                   log=_say)
+    if not result.trained:  # its Train run had finished before (the driver died before Tune got it)
+        tune.report(final_report({**result.metrics, "trial_number": number}, spec.objectives))

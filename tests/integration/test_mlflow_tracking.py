@@ -24,7 +24,7 @@ from mixsize_ray.tracking.model import tracking_uri
 from mixsize_ray.tracking.server import start_server, stop_server, wait_healthy
 from mixsize_ray.tracking.spool import Spool
 from mixsize_ray.train.checkpoint import load_checkpoint
-from mixsize_ray.train.launch import apply_smoke, run_training
+from mixsize_ray.train.launch import apply_smoke, launch
 from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tracked(ray_local, shapes_cache, server, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    summary = run_training(tracked_cfg(out, "tracked", server.url))
+    summary = launch(tracked_cfg(out, "tracked", server.url))
     client = server.client()
     return SimpleNamespace(out=out, summary=summary, client=client, run=client.get_run(summary.mlflow_run_id))
 
@@ -206,7 +206,7 @@ def test_mlflow_ui_shows_the_run_and_its_curve(tracked, server, tmp_path):
 def test_resume_reattaches_to_the_same_run(tracked, server):
     """Re-running the same name with more epochs continues the MLflow run (no second run, no param error)."""
     rid = tracked.run.info.run_id
-    summary = run_training(tracked_cfg(tracked.out, "tracked", server.url, "train.epochs=3"))
+    summary = launch(tracked_cfg(tracked.out, "tracked", server.url, "train.epochs=3"))
     assert summary.mlflow_run_id == rid
     c = tracked.client
     runs = c.search_runs([tracked.run.info.experiment_id], filter_string="tags.`train.name` = 'tracked'")
@@ -233,7 +233,7 @@ def test_server_gone_mid_run_training_goes_on_and_nothing_is_lost(ray_local, sha
     killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
     killer.start()
     try:
-        summary = run_training(tracked_cfg(out, "downed", srv.url))
+        summary = launch(tracked_cfg(out, "downed", srv.url))
         killer.join(timeout=60)
         # training finished; what could not be sent is in the spool beside the checkpoints
         assert summary.metrics["epoch"] == 1 and summary.checkpoint

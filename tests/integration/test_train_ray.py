@@ -16,7 +16,7 @@ import pytest
 from mixsize_ray.config import config_from_dict, load_config
 from mixsize_ray.errors import ConfigError
 from mixsize_ray.train.checkpoint import load_checkpoint
-from mixsize_ray.train.launch import apply_smoke, run_training
+from mixsize_ray.train.launch import apply_smoke, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def epoch_states(run_dir: Path) -> dict[int, dict]:
 @pytest.fixture(scope="module")
 def uninterrupted(ray_local, shapes_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    summary = run_training(smoke_cfg(out, "full"))
+    summary = launch(smoke_cfg(out, "full"))
     return out, summary
 
 
@@ -95,7 +95,7 @@ def test_killed_run_resumes_with_the_same_sequence(uninterrupted, tmp_path, shap
         proc.wait()
     before = epoch_states(tmp_path / "resumed")
     assert before and max(before) < 2, "the kill came too late to test a resume"
-    run_training(smoke_cfg(tmp_path, "resumed"))  # same name: resumes after the last complete checkpoint
+    launch(smoke_cfg(tmp_path, "resumed"))  # same name: resumes after the last complete checkpoint
     resumed = epoch_states(tmp_path / "resumed")
     assert sorted(resumed) == [0, 1, 2]
     for e in (0, 1, 2):
@@ -108,7 +108,7 @@ def test_same_name_with_other_regime_is_refused(uninterrupted):
     out, _ = uninterrupted
     cfg = config_from_dict(smoke_cfg(out, "full").to_dict(), ["regime.base_batch=32"])
     with pytest.raises(ConfigError, match=r"train.name.*regime.base_batch: 64 -> 32"):
-        run_training(cfg)
+        launch(cfg)
 
 
 def test_mid_epoch_checkpoints_leave_training_unchanged(uninterrupted, tmp_path):
@@ -119,10 +119,24 @@ def test_mid_epoch_checkpoints_leave_training_unchanged(uninterrupted, tmp_path)
     full = epoch_states(out / "full")
     cfg = config_from_dict(smoke_cfg(tmp_path, "mid").to_dict(), ["train.checkpoint_every_steps=3",
                                                                   "train.num_to_keep=9"])
-    run_training(cfg)
+    launch(cfg)
     states = [load_checkpoint(p) for p in (tmp_path / "mid").glob("checkpoint_*") if p.is_dir()]
     mid = sorted((s["epoch"] + 1, s["step"], s["global_step"]) for s in states if s["step"])
     assert mid == [(0, 3, 3), (0, 6, 6), (1, 3, 11), (1, 6, 14), (2, 3, 19), (2, 6, 22)]
     ends = epoch_states(tmp_path / "mid")
     for e in (0, 1, 2):
         assert ends[e]["metrics"]["loss"] == pytest.approx(full[e]["metrics"]["loss"], rel=1e-4), e
+
+
+def test_eval_through_launch_on_the_cluster_matches_the_local_sweep(uninterrupted):
+    """`mixsize-ray eval` takes launch's path: with Ray up it runs on one Ray Train worker, and the curve it
+    brings back is the one this process computes."""
+    from mixsize_ray.train.evaluate import Evaluation, checkpoint_config, evaluate_checkpoint
+
+    _, summary = uninterrupted
+    job = Evaluation(summary.checkpoint, sizes=[16, 32], calibrate_batches=2, progress=False)
+    remote = launch(checkpoint_config(summary.checkpoint), job=job)
+    local = evaluate_checkpoint(summary.checkpoint, sizes=[16, 32], calibrate_batches=2, progress=False)
+    assert remote.sweep.to_dict()["sizes"] == local.to_dict()["sizes"]
+    assert remote.metrics["sweep_top1_calibrated_32"] == local.rows[1].top1_calibrated
+    assert not any(p.name.endswith("-eval") for p in Path(summary.run_dir).parent.iterdir())  # nothing written

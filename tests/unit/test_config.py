@@ -65,3 +65,44 @@ def test_unknown_section_and_bad_files(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="existing YAML file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_plain_data_that_is_not_a_mapping_is_a_one_line_error():
+    from mixsize_ray.config import config_from_dict
+
+    for raw in ([["regime", {}]], "regime: {}", 3):
+        with pytest.raises(ConfigError, match=r"^config: expected a YAML mapping of sections, got '(list|str|int)'"):
+            config_from_dict(raw)
+    assert config_from_dict(None).to_dict() == load_config(None).to_dict()
+
+
+def test_allowed_values_are_the_ones_the_code_uses():
+    """config.py validates against the names declared next to the code (one definition each)."""
+    import mixsize_ray.config as c
+    from mixsize_ray.core import lr, regime, weight_decay
+    from mixsize_ray.data import datasets, transforms
+    from mixsize_ray.models import MODELS
+
+    assert c.MODES is regime.MODES and c.SAMPLINGS is regime.SAMPLINGS
+    assert c.DATASETS is datasets.DATASETS and c.MODELS is MODELS and c.WEIGHT_DECAY_ON is weight_decay.WEIGHT_DECAY_ON
+    assert (c.LR_SCHEDULES, c.LR_SCALINGS, c.LR_SCALING_BY) == (lr.SCHEDULE_KINDS, lr.SCALING_RULES, lr.SCALING_BY)
+    assert c.DATA_STYLES == ("auto", *transforms.STYLES)
+    for field, value in [("model.name", "wrn28_10"), ("data.name", "cifar100"), ("optim.schedule", "constant"),
+                         ("regime.sampling", "image-fraction"), ("data.style", "imagenet")]:
+        assert load_config(None, [f"{field}={value}"]).flat()[field] == value
+    with pytest.raises(ConfigError, match=r"optim.schedule: expected one of \['step', 'cosine', 'constant'\]"):
+        load_config(None, ["optim.schedule=linear"])
+
+
+def test_regime_section_is_the_core_regime_spec():
+    import dataclasses
+
+    from mixsize_ray.config import RegimeConfig
+    from mixsize_ray.core.regime import RegimeSpec
+
+    assert issubclass(RegimeConfig, RegimeSpec)
+    assert [(f.name, f.type) for f in dataclasses.fields(RegimeConfig)] == [
+        (f.name, f.type) for f in dataclasses.fields(RegimeSpec)]
+    assert dataclasses.asdict(RegimeConfig()) == dataclasses.asdict(RegimeSpec()) == {
+        "sizes": [32], "probs": [1.0], "base_size": 32, "base_batch": 128, "base_duplicates": 1, "mode": "fixed",
+        "sampling": "step", "tolerance": 0.1, "max_batch": None, "max_duplicates": None}

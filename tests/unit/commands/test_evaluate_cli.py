@@ -69,3 +69,13 @@ def test_eval_corrupt_checkpoint_names_the_file(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert str(tmp_path / STATE_FILE) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_unwritable_output_is_refused_before_the_sweep(checkpoint, tmp_path, option):
+    proc = subprocess.run([sys.executable, "-m", "mixsize_ray.cli", "eval", str(checkpoint), "--sizes", "16",
+                           option, str(tmp_path / "no" / "such" / "dir" / "x")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert option in proc.stderr and "writable folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "size" not in proc.stdout  # no table: nothing was evaluated

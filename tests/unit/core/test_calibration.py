@@ -12,9 +12,13 @@ from mixsize_ray.core.calibration import (
     SizeAwareModel,
     bn_calibration,
     bn_layers,
+    bn_stats_kept,
     calibrate_bn,
     calibrate_sizes,
+    check_num_batches,
+    model_device,
     resize_batches,
+    unwrap,
     use_size,
 )
 from mixsize_ray.errors import ConfigError
@@ -374,3 +378,33 @@ def test_use_size_and_size_aware_model(tmp_path):
     trainer = SizeAwareModel(make_net(), cache).train()
     trainer(x16)
     assert trainer.current_size is None
+
+
+def test_bn_stats_kept_restores_on_demand_at_exit_and_on_error():
+    net = make_net()
+    calibrate_bn(net, batches(16), num_batches=2)
+    own = bn_state(net)
+    with bn_stats_kept(net) as restore:
+        calibrate_bn(net, batches(8), num_batches=2)
+        at_8 = bn_state(net)
+        assert not all(torch.equal(at_8[k], v) for k, v in own.items())
+        restore()
+        assert all(torch.equal(bn_state(net)[k], v) for k, v in own.items())
+        calibrate_bn(net, batches(8), num_batches=2)
+    assert all(torch.equal(bn_state(net)[k], v) for k, v in own.items())
+    with pytest.raises(OSError), bn_stats_kept(net):
+        calibrate_bn(net, batches(12), num_batches=1)
+        raise OSError("disk gone")
+    assert all(torch.equal(bn_state(net)[k], v) for k, v in own.items())
+    with pytest.raises(ConfigError, match="BatchNorm"), bn_stats_kept(nn.Linear(2, 2)):
+        pass
+
+
+def test_small_shared_helpers():
+    net = make_net()
+    assert unwrap(nn.DataParallel(net)) is net and model_device(net) == torch.device("cpu")
+    assert model_device(nn.ReLU()) == torch.device("cpu")
+    assert check_num_batches(3) == 3
+    for bad in (0, -1, 2.5, True, None):
+        with pytest.raises(ConfigError, match="train.calibrate_batches: expected an integer >= 1"):
+            check_num_batches(bad, "train.calibrate_batches")

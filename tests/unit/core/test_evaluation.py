@@ -10,6 +10,7 @@ from torch import nn
 
 from mixsize_ray.core.calibration import BNStatsCache, bn_layers, calibrate_bn
 from mixsize_ray.core.evaluation import (
+    SweepPlan,
     default_sizes,
     evaluate_top_k,
     gflops_per_image,
@@ -167,15 +168,8 @@ def test_sweep_json_schema_and_plot(tmp_path):
     model, eval_batches, calib_batches = sweep_setup()
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = size_sweep(
-        model,
-        "8:16:4",
-        eval_batches,
-        calib_batches,
-        num_calib_batches=2,
-        progress=False,
-        metadata={"train_sizes": [8, 16]},
-    )
+    plan = SweepPlan("8:16:4", calibration=calib_batches, calibration_batches=2, metadata={"train_sizes": [8, 16]})
+    result = size_sweep(model, plan, eval_batches, progress=False)
     doc = json.loads(result.to_json(tmp_path / "sweep.json"))
     assert json.loads((tmp_path / "sweep.json").read_text()) == doc
     assert [row["size"] for row in doc["sizes"]] == [8, 12, 16]
@@ -204,7 +198,7 @@ def test_sweep_json_schema_and_plot(tmp_path):
 
 def test_sweep_calibrated_numbers_are_those_of_calibrated_stats():
     model, eval_batches, calib_batches = sweep_setup()
-    result = size_sweep(model, [12], eval_batches, calib_batches, num_calib_batches=3, progress=False)
+    result = size_sweep(model, SweepPlan([12], calib_batches, calibration_batches=3), eval_batches, progress=False)
     reference, _, _ = sweep_setup()
     reference.load_state_dict(model.state_dict())
     plain = evaluate_top_k(reference, eval_batches(12))
@@ -218,7 +212,7 @@ def test_sweep_calibrated_numbers_are_those_of_calibrated_stats():
 
 def test_sweep_without_calibration_has_nulls(tmp_path):
     model, eval_batches, _ = sweep_setup()
-    result = size_sweep(model, [8, 16], eval_batches, None, progress=False)
+    result = size_sweep(model, SweepPlan([8, 16], calibrated=False), eval_batches, progress=False)
     doc = result.to_dict()
     assert all(set(r) == ROW_KEYS for r in doc["sizes"])
     assert all(r["top1_calibrated"] is None and r["top5_calibrated"] is None for r in doc["sizes"])
@@ -232,34 +226,72 @@ def test_sweep_uses_a_given_cache_without_data():
     cache = BNStatsCache()
     calibrate_bn(model, calib_batches(8), num_batches=2)
     cache.capture(model, 8)
-    result = size_sweep(model, [8], eval_batches, None, cache=cache, progress=False)
+    result = size_sweep(model, SweepPlan([8]), eval_batches, cache=cache, progress=False)
     assert result.rows[0].top1_calibrated is not None
     assert result.to_dict()["calibration_batches"] is None
-    with pytest.raises(ConfigError, match="not in the BN cache"):
-        size_sweep(model, [8, 16], eval_batches, None, cache=cache, progress=False)
+    with pytest.raises(ConfigError, match=r"not in the BN cache \[8\], got \[16\]"):
+        size_sweep(model, SweepPlan([8, 16]), eval_batches, cache=cache, progress=False)
+    with pytest.raises(ConfigError, match=r"not in the BN cache \[\], got \[8\]"):  # calibrated, but no data
+        size_sweep(model, SweepPlan([8]), eval_batches, progress=False)
 
 
 def test_sweep_size_below_model_minimum():
     model, eval_batches, calib_batches = sweep_setup(min_size=12)
     with pytest.raises(ConfigError, match=r"--sizes: expected sizes >= 12 \(the model's minimum size\)"):
-        size_sweep(model, [8, 16], eval_batches, calib_batches, progress=False)
+        size_sweep(model, SweepPlan([8, 16], calib_batches), eval_batches, progress=False)
     with pytest.raises(ConfigError, match="sizes >= 20"):
-        size_sweep(model, [16], eval_batches, None, min_size=20, progress=False)
+        SweepPlan([16], min_size=20)
 
 
 def test_sweep_bad_calibration_inputs():
     model, eval_batches, calib_batches = sweep_setup()
     with pytest.raises(ConfigError, match="--calibrate-batches"):
-        size_sweep(model, [8], eval_batches, calib_batches, num_calib_batches=0, progress=False)
+        SweepPlan([8], calib_batches, calibration_batches=0)
     no_bn = nn.Sequential(nn.Conv2d(3, 6, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ConfigError, match="BatchNorm"):
-        size_sweep(no_bn, [8], eval_batches, calib_batches, progress=False)
+        size_sweep(no_bn, SweepPlan([8], calib_batches), eval_batches, progress=False)
     # without calibration a BN-free model is fine
-    assert size_sweep(no_bn, [8], eval_batches, None, progress=False).rows[0].size == 8
+    assert size_sweep(no_bn, SweepPlan([8], calibrated=False), eval_batches, progress=False).rows[0].size == 8
 
 
 def test_sweep_progress_bar_runs(capsys):
     model, eval_batches, calib_batches = sweep_setup()
-    size_sweep(model, [8], eval_batches, calib_batches, num_calib_batches=1, progress=True)
+    size_sweep(model, SweepPlan([8], calib_batches, calibration_batches=1), eval_batches, progress=True)
     assert "size sweep" in capsys.readouterr().err
     assert len(bn_layers(model)) == 2
+
+
+def test_plan_parses_sizes_and_refuses_no_accuracy():
+    plan = SweepPlan("24, 16,8")
+    assert plan.sizes == (8, 16, 24) and (plan.raw, plan.calibrated, plan.flops) == (True, True, True)
+    assert plan.calibration_batches == 200 and plan.calibration is None and dict(plan.metadata) == {}
+    with pytest.raises(ConfigError, match="sweep metrics: expected raw and/or calibrated accuracy"):
+        SweepPlan([8], raw=False, calibrated=False)
+    with pytest.raises(ConfigError, match="--sizes"):
+        SweepPlan("0:8:4")
+
+
+def test_plan_metrics_leave_out_what_is_not_asked():
+    model, eval_batches, calib_batches = sweep_setup()
+    full = size_sweep(model, SweepPlan([8, 12], calib_batches, calibration_batches=2), eval_batches, progress=False)
+    model2, _, calib2 = sweep_setup()  # same weights (seeded), same calibration draws
+    only_cal = size_sweep(model2, SweepPlan([8, 12], calib2, calibration_batches=2, raw=False, flops=False),
+                          eval_batches, progress=False)
+    for a, b in zip(full.rows, only_cal.rows, strict=True):
+        assert (b.top1, b.top5, b.gflops, b.top1_per_gflop) == (None, None, None, None)
+        assert (b.top1_calibrated, b.top5_calibrated) == (a.top1_calibrated, a.top5_calibrated)
+        assert a.gflops == gflops_per_image(model, a.size) and a.top1_per_gflop == a.top1_calibrated / a.gflops
+    assert only_cal.losses[8]["loss"] is None and only_cal.losses[8]["loss_calibrated"] == full.losses[8]["loss_calibrated"]
+    doc = only_cal.to_dict()
+    assert doc["top1_per_gflop_from"] is None and doc["eval_images_per_size"] == {"8": 16, "12": 16}
+    raw_only = size_sweep(model, SweepPlan([8], calibrated=False, flops=False), eval_batches, progress=False)
+    assert raw_only.rows[0].top1 == full.rows[0].top1 and raw_only.rows[0].top1_per_gflop is None
+
+
+def test_plot_without_raw_or_flops(tmp_path):
+    model, eval_batches, calib_batches = sweep_setup()
+    plan = SweepPlan([8, 12], calib_batches, calibration_batches=1, raw=False, flops=False)
+    png = size_sweep(model, plan, eval_batches, progress=False).plot(tmp_path / "p.png")
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[:2] == (420, 550)  # one panel: accuracy vs size

@@ -168,3 +168,19 @@ def test_to_json_keys():
     assert {"entries", "mean_size", "steps_per_epoch", "baseline_steps_per_epoch"} <= set(doc)
     for e in doc["entries"]:
         assert {"size", "prob", "batch", "duplicates", "budget_ratio", "step_share", "image_share"} <= set(e)
+
+
+def test_regime_from_config_copies_the_spec_and_adds_the_run():
+    from mixsize_ray.core.regime import RegimeSpec
+
+    cfg = load_config(None, ["regime.sizes=[16,32]", "regime.probs=[0.25,0.75]", "regime.mode=D+",
+                             "regime.base_batch=64", "regime.max_duplicates=3", "regime.tolerance=0.2",
+                             "optim.lr_scaling=sqrt", "optim.lr_scaling_by=step", "ray.num_workers=2"])
+    r = regime_from_config(cfg, num_images=1000)
+    assert isinstance(r, RegimeSpec)
+    assert (r.sizes, r.probs, r.mode, r.base_batch, r.max_duplicates, r.tolerance) == (
+        [16, 32], [0.25, 0.75], "D+", 64, 3, 0.2)
+    assert (r.world_size, r.num_images, r.lr_rule, r.lr_by) == (2, 1000, "sqrt", "step")
+    r.sizes.append(8)  # a copy: the config keeps its sizes
+    assert cfg.regime.sizes == [16, 32]
+    assert regime_from_config(cfg, world_size=1).world_size == 1

@@ -9,9 +9,9 @@ from PIL import Image
 
 from mixsize_ray.data.contact_sheet import save_contact_sheet
 from mixsize_ray.data.datasets import normalization
-from mixsize_ray.data.loader import Batch, build_loader
+from mixsize_ray.data.loader import Batch
+from mixsize_ray.data.presets import DataPreset
 from mixsize_ray.data.shapes import ShapesDataset
-from mixsize_ray.data.transforms import SizeTransforms
 from tests.unit.data.steps import Step
 
 
@@ -23,8 +23,7 @@ def test_contact_sheet_from_loader_batches(tmp_path):
         Step(32, 3, 2, list(range(6, 9)), 1),
         Step(48, 2, 1, [9, 10], 2),
     ]
-    torch.manual_seed(0)
-    batches = list(build_loader(ds, SizeTransforms("cifar", 64, mean=mean, std=std), lambda: steps))
+    batches = list(DataPreset("cifar", 64, mean, std).train_loader(ds, lambda: steps))
     out = save_contact_sheet(
         batches, tmp_path / "sheets" / "sheet.png", samples=4, tile=32, mean=mean, std=std
     )

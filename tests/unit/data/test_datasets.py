@@ -281,10 +281,14 @@ def test_small_image_folder_can_train_cifar_style_with_its_own_normalisation(tmp
         "cifar", 40, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
     img, _ = data.train_set[4]
     assert img.size == (40, 40)  # every photo resized to the native side, then pad-crop-flip as on CIFAR
-    t = data.train_transforms(24)
+    from mixsize_ray.data.presets import DataPreset
+
+    assert data.preset == DataPreset("cifar", 40, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3))
+    t = data.preset.transform(24, train=True)
     assert "PadRandomCrop" in repr(t) and "RandomResizedCrop" not in repr(t)
     assert t(img).shape == (3, 24, 24)
     x, _ = next(iter(data.eval_batches(24)))
     assert x.shape == (2, 3, 24, 24)
     auto = DataBundle(load_config(None, ["data.name=imagefolder", f"data.root={tmp_path}"]))
-    assert auto.info.style == "imagenet" and "RandomResizedCrop" in repr(auto.train_transforms(24))
+    assert auto.info.style == "imagenet" and "RandomResizedCrop" in repr(auto.preset.transform(24, train=True))
+    assert auto.preset == DataPreset("imagenet", None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -1,4 +1,5 @@
-"""The one mixed-size DataLoader: sampler layout, rank slicing, sizes in workers, D views, collate, eval/calibration."""
+"""The one mixed-size DataLoader: sampler layout, rank slicing, sizes in workers, D views, collate; the preset's
+evaluation and calibration loaders."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from torch.utils.data import get_worker_info
 from mixsize_ray.data.datasets import normalization
 from mixsize_ray.data.loader import (
     Batch,
+    CalibrationBatches,
+    CalibrationDraw,
+    LoaderWorkers,
     MixSizeBatchSampler,
     SizedViewDataset,
     build_loader,
-    calibration_batches,
-    eval_loader,
     mixsize_collate,
 )
+from mixsize_ray.data.presets import DataPreset
 from mixsize_ray.data.shapes import ShapesDataset
-from mixsize_ray.data.transforms import SizeTransforms
 from mixsize_ray.errors import ConfigError
 from tests.unit.data.steps import Step
 
@@ -43,7 +45,8 @@ def shapes(tmp_path_factory):
 
 
 MEAN, STD = normalization("shapes")
-TRAIN = SizeTransforms("cifar", 64, train=True, mean=MEAN, std=STD)
+PRESET = DataPreset("cifar", 64, MEAN, STD)
+TRAIN = PRESET.transforms(train=True)
 
 
 def test_sampler_items_are_sample_major():
@@ -121,7 +124,8 @@ class RecordingTransforms:
 def test_sizes_reach_two_workers_and_each_batch_has_its_step_size(shapes, tmp_path):
     sizes = [16, 24, 32, 40, 16, 48, 24, 32]
     steps = [Step(s, 4, 2, [(7 * k + j) % 64 for j in range(4)], k) for k, s in enumerate(sizes)]
-    loader = build_loader(shapes, RecordingTransforms(tmp_path, TRAIN), lambda: steps, num_workers=2, seed=1)
+    loader = build_loader(shapes, RecordingTransforms(tmp_path, TRAIN), MixSizeBatchSampler(lambda: steps, seed=1),
+                          LoaderWorkers(2))
     assert len(loader) == len(steps)
     batches = list(loader)
     for step, b in zip(steps, batches, strict=True):
@@ -143,8 +147,7 @@ def test_sizes_reach_two_workers_and_each_batch_has_its_step_size(shapes, tmp_pa
 def test_views_are_distinct_augmentations_of_the_same_sample(shapes):
     D, B = 2, 16
     steps = [Step(64, B, D, list(range(B)), 0)]
-    torch.manual_seed(0)  # num_workers=0: augmentation draws from the global RNG
-    (b,) = list(build_loader(shapes, TRAIN, lambda: steps, num_workers=0, seed=0))
+    (b,) = list(build_loader(shapes, TRAIN, MixSizeBatchSampler(lambda: steps, seed=0)))
     views = b.images.view(B, D, 3, 64, 64)
     assert all(not torch.equal(views[i, 0], views[i, 1]) for i in range(B))
     assert torch.equal(b.targets.view(B, D)[:, 0], b.targets.view(B, D)[:, 1])
@@ -174,23 +177,29 @@ def test_getitems_decodes_each_sample_once(shapes):
             return shapes[i]
 
     steps = [Step(32, 5, 3, [1, 2, 3, 4, 5], 0)]
-    (b,) = list(build_loader(Counting(), TRAIN, lambda: steps))
+    (b,) = list(build_loader(Counting(), TRAIN, MixSizeBatchSampler(lambda: steps, seed=0)))
     assert b.images.shape == (15, 3, 32, 32) and Counting.calls == 5
     assert SizedViewDataset(shapes, TRAIN)[(3, 24, 1)][0].shape == (3, 24, 24)
 
 
 def test_two_ranks_cover_each_step_and_seeds_are_repeatable(shapes):
     steps = [Step(32, 8, 2, list(range(8, 16)), 0), Step(16, 8, 2, list(range(16, 24)), 1)]
-    r0 = list(build_loader(shapes, TRAIN, lambda: steps, rank=0, world_size=2, num_workers=1, seed=5))
-    r1 = list(build_loader(shapes, TRAIN, lambda: steps, rank=1, world_size=2, num_workers=1, seed=5))
+
+    def load(rank, seed):
+        return list(PRESET.train_loader(shapes, lambda: steps, rank=rank, world_size=2, workers=LoaderWorkers(1),
+                                        seed=seed))
+
+    r0, r1 = load(0, 5), load(1, 5)
     for step, a, b in zip(steps, r0, r1, strict=True):
         got = a.targets[::2].tolist() + b.targets[::2].tolist()
         assert got == [shapes.targets[i] for i in step.indices]
         assert a.images.shape[0] == b.images.shape[0] == 8
-    again = list(build_loader(shapes, TRAIN, lambda: steps, rank=0, world_size=2, num_workers=1, seed=5))
-    other = list(build_loader(shapes, TRAIN, lambda: steps, rank=0, world_size=2, num_workers=1, seed=6))
+    again, other = load(0, 5), load(0, 6)
     assert all(torch.equal(x.images, y.images) for x, y in zip(r0, again, strict=True))
     assert not torch.equal(r0[0].images, other[0].images)
+    # in-process loading (the per-step seed travels with the items) gives the workers' images
+    in_process = list(PRESET.train_loader(shapes, lambda: steps, rank=0, world_size=2, seed=5))
+    assert all(torch.equal(x.images, y.images) for x, y in zip(r0, in_process, strict=True))
 
 
 def test_collate_validates_layout():
@@ -217,7 +226,7 @@ def test_batch_is_pin_memory_friendly():
 
 
 def test_eval_loader_is_sequential_at_size(shapes):
-    loader = eval_loader(shapes, "cifar", 64, 24, batch_size=10, num_workers=0, mean=MEAN, std=STD)
+    loader = PRESET.eval_loader(shapes, 24, batch_size=10)
     batches = list(loader)
     assert [len(t) for _, t in batches] == [10] * 6 + [4]
     assert all(x.shape[1:] == (3, 24, 24) for x, _ in batches)
@@ -227,11 +236,54 @@ def test_eval_loader_is_sequential_at_size(shapes):
 
 
 def test_calibration_batches_count_shape_and_repeatability(shapes):
-    cal = calibration_batches(shapes, "cifar", 64, 16, batch_size=24, num_batches=4, num_workers=1, seed=2)
+    cal = PRESET.calibration_batches(shapes, 16, CalibrationDraw(batch_size=24, num_batches=4, seed=2), num_workers=1)
     assert len(cal) == 4
     a = list(cal)
     b = list(cal)
     assert len(a) == 4 and all(x.shape == (24, 3, 16, 16) for x in a)  # 96 > 64 images: cycles the dataset
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    c = list(calibration_batches(shapes, "cifar", 64, 16, 24, 4, num_workers=1, seed=3))
+    c = list(PRESET.calibration_batches(shapes, 16, CalibrationDraw(24, 4, seed=3), num_workers=1))
     assert not torch.equal(a[0], c[0])
+
+
+def test_in_process_calibration_has_an_rng_stream_of_its_own(shapes):
+    cal = PRESET.calibration_batches(shapes, 16, CalibrationDraw(8, 3, seed=2))
+    torch.manual_seed(0)
+    a = list(cal)
+    torch.manual_seed(1)  # what ran before does not matter
+    caller = torch.get_rng_state()
+    b = []
+    for x in cal:  # nor does the caller drawing random numbers between batches
+        b.append(x)
+        torch.rand(5)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and len(b) == 3
+    # the caller's stream went on as if no augmentation had run: three draws of 5
+    torch.set_rng_state(caller)
+    torch.rand(15)
+    after_three = torch.get_rng_state()
+    torch.set_rng_state(caller)
+    list(cal)
+    assert torch.equal(torch.get_rng_state(), caller)
+    torch.set_rng_state(caller)
+    for _ in cal:
+        torch.rand(5)
+    assert torch.equal(torch.get_rng_state(), after_three)
+    # the batches are training-augmented: the same samples through the evaluation transform differ
+    plain = CalibrationBatches(shapes, PRESET.transform(16, train=False), CalibrationDraw(8, 3, seed=2))
+    assert not torch.equal(next(iter(plain)), a[0])
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: LoaderWorkers(-1), "data.num_workers"),
+        (lambda: CalibrationDraw(0, 4), "calibration.batch_size"),
+        (lambda: CalibrationDraw(8, 0), "calibration.num_batches"),
+        (lambda: CalibrationDraw(8, 2.5), "calibration.num_batches"),
+        (lambda: PRESET.eval_loader([], 16, batch_size=0), "eval.batch_size"),
+        (lambda: DataPreset("tiny"), "data.style"),
+    ],
+)
+def test_invalid_loader_options(make, field):
+    with pytest.raises(ConfigError, match=field):
+        make()

@@ -1,4 +1,4 @@
-"""Per-size transform presets: output shapes, the 8/7 evaluation resize, augmentation randomness."""
+"""Per-size transforms: output shapes, the 8/7 evaluation resize, augmentation randomness, normalisation."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from mixsize_ray.data.presets import DataPreset
 from mixsize_ray.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PadRandomCrop,
-    SizeTransforms,
-    eval_transform,
-    train_transform,
-    transforms_for,
+    size_transform,
 )
 from mixsize_ray.errors import ConfigError
 
@@ -32,16 +30,14 @@ def _denorm(x, mean, std):
 @pytest.mark.parametrize("size", [16, 24, 32, 64, 96])
 @pytest.mark.parametrize("train", [True, False])
 def test_cifar_style_shapes(size, train):
-    fn = train_transform if train else eval_transform
-    out = fn("cifar", size, 64)(_rand_image(64, 64))
+    out = size_transform("cifar", size, 64, train=train)(_rand_image(64, 64))
     assert type(out) is torch.Tensor and out.dtype == torch.float32 and out.shape == (3, size, size)
 
 
 @pytest.mark.parametrize("size", [32, 56, 128, 224])
 @pytest.mark.parametrize("train", [True, False])
 def test_imagenet_style_shapes(size, train):
-    fn = train_transform if train else eval_transform
-    out = fn("imagenet", size)(_rand_image(300, 400))
+    out = size_transform("imagenet", size, train=train)(_rand_image(300, 400))
     assert type(out) is torch.Tensor and out.shape == (3, size, size)
 
 
@@ -50,13 +46,13 @@ def test_imagenet_eval_resizes_to_8_7_then_center_crops():
     arr = np.zeros((64, 64, 3), dtype=np.uint8)
     arr[..., 0] = 255
     arr[4:60, 4:60] = (0, 255, 0)
-    out = _denorm(eval_transform("imagenet", 56)(Image.fromarray(arr)), IMAGENET_MEAN, IMAGENET_STD)
+    out = _denorm(size_transform("imagenet", 56, train=False)(Image.fromarray(arr)), IMAGENET_MEAN, IMAGENET_STD)
     assert out.shape == (3, 56, 56)
     assert torch.allclose(out[1], torch.ones(56, 56), atol=1e-5) and out[0].abs().max() < 1e-5
     # S=28 from a 64 image: short side -> 32, so the crop keeps 28/32 of the width, not the whole image
     wide = np.zeros((64, 64, 3), dtype=np.uint8)
     wide[:, :4] = 255  # white band on the left 1/16 of the image
-    out = _denorm(eval_transform("imagenet", 28)(Image.fromarray(wide)), IMAGENET_MEAN, IMAGENET_STD)
+    out = _denorm(size_transform("imagenet", 28, train=False)(Image.fromarray(wide)), IMAGENET_MEAN, IMAGENET_STD)
     assert out[:, :, 0].max() < 0.2  # cropped away by the 8/7 center crop
 
 
@@ -64,7 +60,7 @@ def test_cifar_eval_keeps_the_whole_image():
     arr = np.zeros((32, 32, 3), dtype=np.uint8)
     arr[:, :4] = 255
     out = _denorm(
-        eval_transform("cifar", 16, 32, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(arr)),
+        size_transform("cifar", 16, 32, train=False, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(arr)),
         (0,) * 3,
         (1,) * 3,
     )
@@ -75,7 +71,7 @@ def test_cifar_train_at_native_size_is_a_shifted_or_flipped_crop():
     img = _rand_image(32, 32, seed=1)
     ident = dict(mean=(0, 0, 0), std=(1, 1, 1))
     src = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
-    t = train_transform("cifar", 32, 32, **ident)
+    t = size_transform("cifar", 32, 32, train=True, **ident)
     torch.manual_seed(0)
     outs = [t(img) for _ in range(8)]
     assert len({o.numpy().tobytes() for o in outs}) > 1  # random
@@ -91,7 +87,7 @@ def test_cifar_train_at_native_size_is_a_shifted_or_flipped_crop():
 
 
 def test_train_transform_is_seeded_by_torch():
-    t = train_transform("imagenet", 32)
+    t = size_transform("imagenet", 32, train=True)
     img = _rand_image(80, 90)
     torch.manual_seed(3)
     a = t(img)
@@ -106,21 +102,36 @@ def test_pad_random_crop_to_native():
 
 
 def test_size_transforms_factory_is_picklable_and_per_dataset():
-    f = transforms_for("shapes", train=True)
-    assert f.native == 64 and f.mean == (0.5, 0.5, 0.5)
-    g = pickle.loads(pickle.dumps(f))
-    assert g(24)(_rand_image(64, 64)).shape == (3, 24, 24)
-    ev = transforms_for("imagefolder", train=False)
-    assert ev.native is None and ev(40)(_rand_image(100, 120)).shape == (3, 40, 40)
-    assert SizeTransforms("cifar", 32, train=False)(16)(_rand_image(32, 32)).shape == (3, 16, 16)
+    preset = DataPreset.for_dataset("shapes")
+    assert (preset.style, preset.native, preset.mean, preset.std) == ("cifar", 64, (0.5,) * 3, (0.22,) * 3)
+    f = pickle.loads(pickle.dumps(preset.transforms(train=True)))
+    assert f(24)(_rand_image(64, 64)).shape == (3, 24, 24) and "PadRandomCrop" in repr(f(24))
+    ev = DataPreset.for_dataset("imagefolder").transforms(train=False)
+    assert ev(40)(_rand_image(100, 120)).shape == (3, 40, 40) and "CenterCrop" in repr(ev(40))
+    assert DataPreset("cifar", 32).transforms(train=False)(16)(_rand_image(32, 32)).shape == (3, 16, 16)
+
+
+def test_one_definition_of_each_normalisation():
+    from mixsize_ray.data import transforms as tf
+    from mixsize_ray.data.datasets import normalization
+
+    assert normalization("cifar10") == (tf.CIFAR10_MEAN, tf.CIFAR10_STD)
+    assert normalization("cifar100") == (tf.CIFAR100_MEAN, tf.CIFAR100_STD)
+    assert normalization("imagefolder") == (tf.IMAGENET_MEAN, tf.IMAGENET_STD) == ((0.485, 0.456, 0.406),
+                                                                                 (0.229, 0.224, 0.225))
+    assert normalization("shapes") == (tf.SHAPES_MEAN, tf.SHAPES_STD) == ((0.5,) * 3, (0.22,) * 3)
+    # mean/std None: the style's default (CIFAR-10 for cifar, ImageNet for imagenet)
+    white = Image.new("RGB", (32, 32), (255, 255, 255))
+    out = size_transform("cifar", 32, train=False)(white)
+    torch.testing.assert_close(out[:, 0, 0], (1 - torch.tensor(tf.CIFAR10_MEAN)) / torch.tensor(tf.CIFAR10_STD))
 
 
 @pytest.mark.parametrize("style, size", [("tiny", 32), ("cifar", 0), ("cifar", 2.5), ("imagenet", True)])
 def test_invalid_arguments(style, size):
     with pytest.raises(ConfigError):
-        train_transform(style, size, 32)
+        size_transform(style, size, 32, train=True)
     with pytest.raises(ConfigError):
-        eval_transform(style, size, 32)
+        size_transform(style, size, 32, train=False)
 
 
 @pytest.mark.parametrize("size, side", [(32, 36), (96, 109), (160, 182), (224, 256), (256, 292)])
@@ -140,4 +151,4 @@ def test_imagenet_eval_uses_int_8_7_short_side(size):
     want = v2.Compose([v2.Resize(side, interpolation=InterpolationMode.BILINEAR, antialias=True),
                        v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])(img)
-    torch.testing.assert_close(eval_transform("imagenet", size)(img), want)
+    torch.testing.assert_close(size_transform("imagenet", size, train=False)(img), want)

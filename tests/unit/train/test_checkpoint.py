@@ -69,3 +69,56 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+# ---- the small metadata a driver reads without the weights -------------------------------------------------
+
+def _ckpt(run_dir, name, epoch, run_id="r1", step=0, config="regime: {sizes: [16, 32]}\n"):
+    return save_checkpoint(run_dir / name, {"model": {"w": torch.zeros(2)}, "epoch": epoch, "step": step,
+                                            "global_step": 10 * (epoch + 1), "mlflow_run_id": run_id,
+                                            "metrics": {"loss": 0.25, "val_top1": 0.5, "name": "x"}},
+                           config_yaml=config)
+
+
+def test_manifest_carries_run_id_epoch_and_numeric_metrics(tmp_path):
+    import json
+
+    _ckpt(tmp_path, "checkpoint_a", epoch=4, run_id="abc", step=7)
+    m = json.loads((tmp_path / "checkpoint_a" / "manifest.json").read_text())
+    assert (m["epoch"], m["step"], m["global_step"], m["mlflow_run_id"]) == (4, 7, 50, "abc")
+    assert m["metrics"] == {"loss": 0.25, "val_top1": 0.5}  # strings are left out
+
+
+def test_latest_checkpoint_info_is_the_newest_complete_one(tmp_path):
+    from mixsize_ray.train.checkpoint import latest_checkpoint_info
+
+    run = tmp_path / "run"
+    _ckpt(run, "checkpoint_2026-01-01_00-00-01.000000", epoch=0, run_id="old")
+    _ckpt(run, "checkpoint_2026-01-01_00-00-02.000000", epoch=1, run_id="new")
+    partial = _ckpt(run, "checkpoint_2026-01-01_00-00-03.000000", epoch=2, run_id="partial")
+    (partial / "manifest.json").unlink()  # killed before the manifest: not complete
+    info = latest_checkpoint_info(str(tmp_path), "run")
+    assert (info.epoch, info.mlflow_run_id, info.config) == (1, "new", {"regime": {"sizes": [16, 32]}})
+    assert info.path.endswith("checkpoint_2026-01-01_00-00-02.000000")
+    assert latest_checkpoint_info(str(tmp_path), "no-such-run") is None
+
+
+def test_latest_checkpoint_info_reads_a_uri_storage(tmp_path):
+    from mixsize_ray.train.checkpoint import latest_checkpoint_info
+
+    _ckpt(tmp_path / "run", "checkpoint_1", epoch=3, run_id="remote")
+    info = latest_checkpoint_info(f"file://{tmp_path}", "run")
+    assert (info.epoch, info.mlflow_run_id) == (3, "remote")
+    assert info.path == f"file://{tmp_path}/run/checkpoint_1"
+
+
+def test_latest_checkpoint_info_of_an_old_manifest_reads_the_state(tmp_path):
+    import json
+
+    from mixsize_ray.train.checkpoint import latest_checkpoint_info
+
+    folder = _ckpt(tmp_path / "run", "checkpoint_1", epoch=5, run_id="legacy")
+    m = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({"format": m["format"], "sha256": m["sha256"]}))
+    info = latest_checkpoint_info(str(tmp_path), "run")
+    assert (info.epoch, info.mlflow_run_id, info.metrics["loss"]) == (5, "legacy", 0.25)

@@ -105,3 +105,14 @@ def test_ranks_must_train_on_the_same_sizes(skew):
         assert all(kind == "error" and "different size sequences" in msg for _, kind, msg in results)
     else:
         assert results[0][1] == results[1][1] == "ok" and results[0][2] == results[1][2]
+
+
+def test_the_drivers_table_is_used_not_solved_again(cfg, monkeypatch):
+    import mixsize_ray.train.loop as loop_mod
+    from mixsize_ray.train.preflight import solve_table
+
+    table = solve_table(cfg)  # what the driver sends
+    monkeypatch.setattr(loop_mod, "regime_from_config", lambda *a, **k: pytest.fail("solved again"))
+    assert TrainingLoop(cfg, table=table).table is table
+    with pytest.raises(RuntimeError, match="world size 1 and 512 images; this worker has 2 and 512"):
+        TrainingLoop(cfg, world_size=2, table=table)

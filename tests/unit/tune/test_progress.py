@@ -7,8 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from mixsize_ray.tune.progress import TrialLines, trial_params_text
-from mixsize_ray.tune.space import enqueue_params
-from mixsize_ray.tune.spec import load_space
+from mixsize_ray.tune.spec import enqueue_params, load_space
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import optuna
 import pytest
 
 from mixsize_ray.config import load_config
-from mixsize_ray.tune.report import build_report, format_table
+from mixsize_ray.core.sweep_metrics import sweep_metric
+from mixsize_ray.tune.report import best_config, build_report, format_table, trial_curve
 from mixsize_ray.tune.space import RegimeSpace, TrialContext
 from mixsize_ray.tune.spec import parse_space
 
@@ -19,8 +21,8 @@ SIZES = (16, 24, 32, 40)
 def _curve(acc32: float) -> dict[str, float]:
     out = {}
     for s in SIZES:
-        out[f"sweep_top1_calibrated_{s}"] = acc32 - abs(s - 32) / 100
-        out[f"sweep_top1_{s}"] = acc32 - abs(s - 32) / 50
+        out[sweep_metric(s, calibrated=True)] = acc32 - abs(s - 32) / 100
+        out[sweep_metric(s, calibrated=False)] = acc32 - abs(s - 32) / 50
     return {**out, "realised_budget": 1.02, "step": 4.0}
 
 
@@ -57,9 +59,29 @@ def test_single_objective_report(raw_space, tmp_path):
     assert cfg.train.name == "exp-best" and cfg.tracking.parent_run_id is None
     assert cfg.regime.probs == pytest.approx(rep.best.user_attrs["probs"])
     assert rep.paths["curves_png"].stat().st_size > 5000 and "pareto_png" not in rep.paths
-    assert "top1_cal_32" in rep.importances
+    imp = rep.importances["top1_cal_32"]
+    assert imp["trials"] == 4 and set(imp["importances"]) == {f"p_{s}" for s in SIZES} | {
+        "regime.mode", "optim.lr", "optim.smoothing_alpha"}
+    assert json.loads((tmp_path / "importances.json").read_text()) == rep.importances
     text = format_table(spec, rep.rows)
     assert "diverged" in text and text.count("\n") == 5
+
+
+def test_curves_are_read_back_through_sweep_metrics(raw_space):
+    spec = parse_space(raw_space)
+    study = _study(spec, n=2)
+    t = study.trials[0]  # acc32 = 0.5
+    assert trial_curve(t, calibrated=True) == ([16, 24, 32, 40], pytest.approx([0.34, 0.42, 0.5, 0.42]))
+    assert trial_curve(t, calibrated=False) == ([16, 24, 32, 40], pytest.approx([0.18, 0.34, 0.5, 0.34]))
+
+
+def test_best_config_stands_alone(raw_space):
+    raw_space["fixed"]["tracking"] = {"uri": "sqlite:////tmp/elsewhere.db"}
+    spec = parse_space(raw_space)
+    study = _study(spec, n=2)
+    cfg = best_config(spec, study.trials[0], "exp")
+    assert cfg["tracking"]["uri"] == "sqlite:////tmp/elsewhere.db" and cfg["tracking"]["parent_run_id"] is None
+    assert cfg["train"]["name"] == "exp-best" and cfg["train"]["output_dir"] == "runs"
 
 
 def test_multi_objective_report_has_a_pareto_front(raw_space, tmp_path):

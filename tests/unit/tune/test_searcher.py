@@ -7,7 +7,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mixsize_ray.tune.searcher import RegimeSearch, open_storage, requeue_orphans
+import mixsize_ray.tune.searcher
+from mixsize_ray.core.sweep_metrics import sweep_metric
+from mixsize_ray.tune.searcher import RegimeSearch, final_metrics, open_storage, requeue_orphans
 from mixsize_ray.tune.space import RegimeSpace, TrialContext
 from mixsize_ray.tune.spec import parse_space
 from mixsize_ray.tune.trainable import failure_reason
@@ -27,17 +29,20 @@ def test_outcomes_are_recorded_on_the_study(raw_space):
         cfg = s.suggest(tid)
         assert "trial_number" in cfg and any(k.startswith("u_") for k in cfg)
     s.on_trial_result("a", {"val_top1": 0.3, "obj_top1_cal_32": 0.3, "final": 0, "training_iteration": 1})
-    s.on_trial_result("a", {"obj_top1_cal_32": 0.5, "final": 1, "sweep_top1_calibrated_32": 0.5,
+    s.on_trial_result("a", {"obj_top1_cal_32": 0.5, "final": 1, sweep_metric(32, True): 0.5,
                             "training_iteration": 2})
-    s.on_trial_complete("a", {"obj_top1_cal_32": 0.5, "final": 1, "sweep_top1_calibrated_32": 0.5,
-                              "realised_budget": 1.01, "training_iteration": 2})
+    s.on_trial_complete("a", {"obj_top1_cal_32": 0.5, "final": 1, sweep_metric(32, True): 0.5,
+                              sweep_metric(32, False): 0.4, "realised_budget": 1.01, "training_iteration": 2,
+                              "lr": 0.1})
     s.on_trial_result("b", {"fail_reason": "diverged: non-finite loss nan", "training_iteration": 1})
     s.on_trial_complete("b", error=True)
     s.on_trial_complete("c", {"obj_top1_cal_32": 0.2, "final": 0, "training_iteration": 1})  # an ASHA stop
-    trials = {t.user_attrs["tune_trial_id"]: t for t in s._ot_study.trials}
+    trials = {t.user_attrs["tune_trial_id"]: t for t in s.study.trials}
+    assert [trials[k].number for k in "abc"] == [0, 1, 2]
     assert trials["a"].state == TrialState.COMPLETE and trials["a"].value == 0.5
     assert trials["a"].intermediate_values == {1: 0.3, 2: 0.5}
-    assert trials["a"].user_attrs["final_metrics"]["realised_budget"] == 1.01
+    assert trials["a"].user_attrs["final_metrics"] == {
+        "obj_top1_cal_32": 0.5, sweep_metric(32, True): 0.5, sweep_metric(32, False): 0.4, "realised_budget": 1.01}
     assert trials["b"].state == TrialState.FAIL and trials["b"].user_attrs["fail_reason"].startswith("diverged")
     assert trials["c"].state == TrialState.PRUNED and "stopped" in trials["c"].user_attrs["stopped_early"]
 
@@ -72,8 +77,24 @@ def test_requeue_keeps_known_trials(raw_space):
     s = _searcher(spec)
     s.suggest("a")
     s.suggest("b")
-    assert requeue_orphans(s._ot_study, {0, 1}) == []
-    assert requeue_orphans(s._ot_study, {0}) == [1]
+    assert requeue_orphans(s.storage, "s", {0, 1}) == []
+    assert requeue_orphans(s.storage, "s", {0}) == [1]
+    assert [t.state for t in s.study.trials] == [TrialState.RUNNING, TrialState.WAITING]
+
+
+def test_final_metrics_keep_the_curve_and_objectives():
+    r = {sweep_metric(16, True): 0.6, sweep_metric(16, False): 0.5, "obj_steps": 40, "step": 40, "epoch": 1,
+         "lr": 0.1, "fail_reason": "x", "final": 1}
+    assert final_metrics(r) == {sweep_metric(16, True): 0.6, sweep_metric(16, False): 0.5, "obj_steps": 40.0,
+                                "step": 40.0, "epoch": 1.0}
+
+
+def test_searcher_uses_no_private_optuna_or_tune_state():
+    import inspect
+
+    src = inspect.getsource(mixsize_ray.tune.searcher)
+    for private in ("_ot_trials", "_ot_study", "._storage", "_completed_trials", "._trial_id"):
+        assert private not in src, private
 
 
 def test_bad_storage_url_is_one_line():

@@ -9,16 +9,11 @@ import random
 import optuna
 import pytest
 
+from mixsize_ray.core.sweep_metrics import sweep_metric
 from mixsize_ray.tune.objective import Objective
-from mixsize_ray.tune.space import (
-    RegimeSpace,
-    TrialContext,
-    build_trial,
-    enqueue_params,
-    probs_to_u,
-    simplex_probs,
-)
-from mixsize_ray.tune.spec import parse_space
+from mixsize_ray.tune.simplex import probs_to_u, simplex_probs
+from mixsize_ray.tune.space import RegimeSpace, TrialContext, build_trial, size_shares
+from mixsize_ray.tune.spec import enqueue_params, parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CTX = TrialContext("exp", "/tmp/exp/trials", "sqlite:////tmp/m.db", "0" * 32)
@@ -54,7 +49,7 @@ def _ask(study, space, n):
         t = study.ask()
         ret = space(t)
         assert ret == {"trial_number": t.number}
-        out.append(study._storage.get_trial(t._trial_id))
+        out.append(study.get_trials(deepcopy=False)[t.number])
     return out
 
 
@@ -126,11 +121,17 @@ def test_build_trial_per_trial_seed(raw_space):
               **{f"u_{s}": math.exp(-1) for s in (16, 24, 32, 40)}}
     plan = build_trial(spec, CTX, params, 3)
     assert plan.config.train.seed == 13 and plan.reason is None and plan.table.mode == "B+"
+    assert size_shares(plan.user_attrs()) == pytest.approx({16: 0.25, 24: 0.25, 32: 0.25, 40: 0.25})
+    # the context decides where the trial writes; the typed fixed part is carried over
+    assert plan.config.train.name == "trial_0003" and plan.config.train.output_dir == CTX.trials_dir
+    assert plan.config.tracking.run_name == "exp/trial_0003" and plan.config.regime.tolerance == 0.15
 
 
 def test_objective_values():
     band = Objective("band", (16, 24), True, 16, 24)
-    m = {"sweep_top1_calibrated_16": 0.5, "sweep_top1_calibrated_24": 0.7, "sweep_top1_16": 0.1, "step": 40}
+    m = {sweep_metric(16, calibrated=True): 0.5, sweep_metric(24, calibrated=True): 0.7,
+         sweep_metric(16, calibrated=False): 0.1, "step": 40}
+    assert band.metric_keys() == [sweep_metric(16, True), sweep_metric(24, True)]
     assert band.value(m) == pytest.approx(0.6) and band.key == "obj_top1_cal_band_16_24"
     assert Objective("size", (16,), False).value(m) == 0.1
     assert Objective("steps").value(m) == 40 and Objective("steps").mode == "min"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mixsize_ray.config import Config
 from mixsize_ray.errors import ConfigError
-from mixsize_ray.tune.spec import load_space, parse_space
+from mixsize_ray.tune.spec import default_params, load_space, parse_space, trial_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -39,6 +40,33 @@ def test_dimension_types_follow_the_config(raw_space):
     assert spec.objectives[1].sizes == (16, 24) and spec.objectives[2].name == "top1_16"
 
 
+def test_fixed_is_a_typed_config_with_defaults(raw_space):
+    raw_space["fixed"]["optim"] = {"weight_decay": "1e-4"}  # YAML 1.1 reads 1e-4 as a string
+    spec = parse_space(raw_space, overrides=["train.epochs=3"])
+    assert isinstance(spec.fixed, Config)
+    assert spec.fixed.optim.weight_decay == 1e-4 and spec.fixed.train.epochs == 3
+    assert spec.fixed.regime.tolerance == 0.15 and spec.fixed.data.train_size == 512
+    assert spec.fixed.optim.momentum == 0.9  # not given: the config's default
+    assert spec.base == (32, 32, 1)
+
+
+def test_trial_config_is_built_in_memory(raw_space, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw_space["search"]["trial_seed"] = "per-trial"
+    raw_space["fixed"]["train"]["seed"] = 10
+    raw_space["search"]["enqueue"] = [{"mode": "D+", "probs": [0.1, 0.2, 0.3, 0.4], "lr": 0.2}]
+    spec = parse_space(raw_space)  # checks every bound and the enqueued point
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    cfg = trial_config(spec, default_params(spec), number=2)
+    assert cfg["regime"]["mode"] == "B+" and cfg["regime"]["sizes"] == [16, 24, 32, 40]
+    assert cfg["regime"]["probs"] == pytest.approx([0.25] * 4)
+    assert (cfg["regime"]["base_size"], cfg["regime"]["base_batch"], cfg["regime"]["base_duplicates"]) == (32, 32, 1)
+    assert cfg["optim"]["lr"] == 0.05 and cfg["optim"]["smoothing_alpha"] == 0.5  # the ranges' low ends
+    assert cfg["train"]["seed"] == 12 and cfg["train"]["output_dir"] == spec.fixed.train.output_dir
+    fixed_arm = trial_config(spec, {**default_params(spec), "regime.mode": "fixed"})
+    assert fixed_arm["regime"]["sizes"] == [32] and fixed_arm["regime"]["probs"] == [1.0]
+
+
 def _set(path: str, value):
     def mutate(raw):
         keys = path.split("/")
@@ -57,8 +85,8 @@ _DELETE = object()
 INVALID = [
     ("unknown top key", _set("colour", 1), "colour"),
     ("unknown space key", _set("space/colour", 1), "space.colour"),
-    ("unknown config key", _set("space/params", {"optim.nope": [1, 2]}), "optim.nope"),
-    ("unknown section", _set("space/params", {"foo.bar": [1, 2]}), "foo.bar"),
+    ("unknown config key", _set("space/params", {"optim.nope": [1, 2]}), "space.params.optim.nope"),
+    ("unknown section", _set("space/params", {"foo.bar": [1, 2]}), "space.params.foo.bar"),
     ("unknown range key", _set("space/lr", {"low": 0.1, "high": 0.2, "scale": 2}), "space.lr.scale"),
     ("low > high", _set("space/lr", {"low": 0.4, "high": 0.05}), "space.lr"),
     ("low == high", _set("space/smoothing_alpha", {"low": 0.5, "high": 0.5}), "space.smoothing_alpha"),
@@ -75,10 +103,19 @@ INVALID = [
     ("budget unreachable", _set("fixed/regime/max_batch", 40), "space.sizes"),
     ("bad mode", _set("space/mode", ["C+"]), "space.mode"),
     ("only the control arm", _set("space/mode", ["fixed"]), "space.mode"),
-    ("value the config refuses", _set("space/lr", {"low": -1.0, "high": 1.0}), "optim.lr"),
-    ("choice the config refuses", _set("space/smoothing_alpha", [0.5, 1.5]), "optim.smoothing_alpha"),
+    # errors name the field by its path in the YAML (the config key is said after it)
+    ("value the config refuses", _set("space/lr", {"low": -1.0, "high": 1.0}), "space.lr"),
+    ("choice the config refuses", _set("space/smoothing_alpha", [0.5, 1.5]), "space.smoothing_alpha"),
+    ("param value the config refuses", _set("space/params", {"optim.weight_decay": [-1.0, 0.1]}),
+     "space.params.optim.weight_decay"),
+    ("fixed value the config refuses", _set("fixed/optim", {"label_smoothing": 1.5}), "fixed.optim.label_smoothing"),
+    ("fixed value of the wrong type", _set("fixed/train/epochs", "two"), "fixed.train.epochs"),
+    ("unknown key in fixed", _set("fixed/optim", {"smoothing": {"alpha": 0.9}}), "fixed.optim.smoothing"),
+    ("unknown section in fixed", _set("fixed/colour", {"a": 1}), "fixed.colour"),
+    ("unknown dataset in fixed", _set("fixed/data/name", "mnist"), "fixed.data.name"),
     ("reserved key in fixed", _set("fixed/regime/sizes", [16, 32]), "fixed.regime.sizes"),
     ("searched key also fixed", _set("fixed/optim", {"lr": 0.1}), "fixed.optim.lr"),
+    ("searched alpha also fixed", _set("fixed/optim", {"smoothing_alpha": 0.9}), "fixed.optim.smoothing_alpha"),
     ("shortcut key in params", _set("space/params", {"optim.lr": [0.1, 0.2]}), "space.params.optim.lr"),
     ("objective size not evaluated", _set("objectives", [{"kind": "target", "size": 20}]), "objectives[0].size"),
     ("band outside the sweep", _set("objectives", [{"kind": "band", "low": 41, "high": 47}]), "objectives[0]"),

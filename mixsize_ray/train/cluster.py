@@ -1,0 +1,84 @@
+"""The one place that connects to Ray: an existing cluster (``ray.address`` / RAY_ADDRESS) or a private
+local one on loopback. ``mixsize-ray train`` and ``mixsize-ray tune`` both come through :func:`connect`.
+
+Example:
+    >>> req = ClusterRequest(address=None, num_cpus=2.0, quiet=True)
+    >>> req.local_cpus(os_cpus=2), ClusterRequest(None, num_cpus=6.5).local_cpus(os_cpus=2)
+    (2, 7)
+    >>> started = connect(req)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from mixsize_ray.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """What a run needs from Ray.
+
+    address: ``host:port``, ``ray://host:port``, ``http://host:port``, ``auto``, or None for a local cluster.
+    num_cpus: CPUs the run's workers (and trial drivers) hold at once; a local cluster gets at least this.
+    quiet: keep workers' logs out of the driver's console (a search prints one line per trial instead).
+    temp_prefix: the local cluster's own temp folder prefix (its logs and sockets).
+    """
+
+    address: str | None
+    num_cpus: float
+    quiet: bool = False
+    temp_prefix: str = "mixsize-ray-"
+
+    def local_cpus(self, os_cpus: int | None = None) -> int:
+        """CPUs a local cluster declares: all of this machine's, or more when the run asks for more (Ray
+        then time-shares them; the run still starts)."""
+        return max(os_cpus or os.cpu_count() or 1, math.ceil(self.num_cpus - 1e-9))
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """TCP-connect to a Ray address (``host:port``, ``ray://host:port``, ``http://host:port``); ``auto`` and
+    ``local`` are left to Ray. An unreachable one raises a one-line :class:`ConfigError`."""
+    if address in ("auto", "local"):
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ConfigError("ray.address", "host:port, ray://host:port or http://host:port", address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConfigError("ray.address", "a reachable Ray cluster", address,
+                          hint=e.strerror or type(e).__name__) from None
+
+
+def connect(req: ClusterRequest) -> bool:
+    """Connect to ``req.address`` or start a local cluster (loopback only, no dashboard). Returns True when
+    this call initialised Ray (the caller then shuts it down); False when Ray was already up."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    level = logging.WARNING if req.quiet else logging.INFO
+    if req.address:
+        ray.init(address=req.address, log_to_driver=not req.quiet, logging_level=level)
+        return True
+    ray.init(
+        num_cpus=req.local_cpus(),
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",  # a private local cluster: loopback only
+        _temp_dir=tempfile.mkdtemp(prefix=req.temp_prefix),
+        log_to_driver=not req.quiet,
+        logging_level=level,
+    )
+    return True
