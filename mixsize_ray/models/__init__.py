@@ -5,6 +5,9 @@ Example:
     >>> model = build_model("resnet20", num_classes=10)
     >>> model.min_size
     8
+
+Owns the model zoo (CIFAR ResNets, WRN, torchvision ResNet/EfficientNet) and the allowed names ``MODELS``.
+May import: torch, torchvision, ``mixsize_ray.errors``. Never ``config``, ``train``, ``tune`` or ``tracking``.
 """
 
 from __future__ import annotations

@@ -22,4 +22,7 @@ curve's metric names come from :mod:`mixsize_ray.core.sweep_metrics` only.
 
 Entry points: ``mixsize-ray tune SPACE`` or :func:`~mixsize_ray.tune.search.load_search_space` then
 :func:`~mixsize_ray.tune.search.run_search`. Ray, Optuna and MLflow are imported where used.
+
+May import: ``train`` (each trial is :func:`mixsize_ray.train.launch.launch`), ``config``, ``tracking``,
+``core``, ``data``, ``models``. Never ``commands``; nothing below ``tune`` imports it.
 """
