@@ -44,3 +44,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_writer(path) as f:
         f.write(data)
     return Path(path)
+
+
+def creatable(folder: str | Path) -> str | None:
+    """None when ``folder`` is (or could be made as) a writable folder, else the reason. Checked on its
+    nearest existing ancestor with a folder made and removed at once, so nothing is left behind (a refused
+    run creates nothing) and read-only mounts and /proc-like trees are caught.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> creatable(d / "a" / "b"), (d / "a").exists()
+        (None, False)
+        >>> _ = (d / "file").write_text("")
+        >>> creatable(d / "file" / "runs")
+        'is not a folder: ...file'
+    """
+    p = Path(folder).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"is not a folder: {p}"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mixsize-write-test-", dir=p))
+    except OSError as e:
+        return f"{p}: {e.strerror or type(e).__name__}"
+    return None

@@ -130,7 +130,7 @@ class TrainConfig:
     compile: bool = False
     output_dir: str = "runs"
     num_to_keep: int = 2
-    max_failures: int = 0
+    max_failures: int = 1  # a preemptible cluster loses workers: survive one by default (-1: always retry)
     checkpoint_every_steps: int | None = None
 
 
@@ -235,7 +235,8 @@ def _coerce(fieldname: str, tp: Any, value: Any) -> Any:
             raise ConfigError(fieldname, "true or false", value)
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                or int(value) != value):
             raise ConfigError(fieldname, "an integer", value)
         return int(value)
     if tp is float:
@@ -371,8 +372,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise ConfigError("--set", "section.key=value", text)
     path, raw = text.split("=", 1)
     parts = path.strip().split(".")
-    if len(parts) != 2 or parts[0] not in _SECTION_TYPES:
+    if parts[0] not in _SECTION_TYPES:
         raise ConfigError("--set", f"section.key=value with section in {list(_SECTION_TYPES)}", text)
+    if len(parts) != 2 or not parts[1]:
+        keys = [f.name for f in dataclasses.fields(_SECTION_TYPES[parts[0]])]
+        raise ConfigError("--set", f"{parts[0]}.KEY=value with KEY in {keys}", text)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -429,6 +433,34 @@ def build_config(raw: dict[str, Any] | None, overrides: list[str] | None = None)
     return Config(**{name: _build_section(name, merged.get(name)) for name in _SECTION_TYPES})
 
 
+def read_yaml(path: Path, field: str) -> Any:
+    """A YAML file's content (None when empty), read safely: unreadable, non-UTF-8 or malformed files are a
+    one-line :class:`ConfigError` naming ``field`` and the file.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "bad.yaml"
+        >>> _ = f.write_bytes(b"train: {epochs: 2}\\n\\xff")
+        >>> try:
+        ...     read_yaml(f, "config")
+        ... except ConfigError as e:
+        ...     print(str(e).split(" (")[0].replace(str(f), "bad.yaml"))
+        config: expected a UTF-8 text file, got 'bad.yaml'
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(field, "a UTF-8 text file", str(path)) from None
+    except OSError as e:
+        raise ConfigError(field, "a readable file", str(path), hint=e.strerror) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(field, f"valid YAML{where}", str(path)) from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config file (None = all defaults), apply overrides, validate."""
     raw: Any = {}
@@ -436,12 +468,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         if not p.is_file():
             raise ConfigError("config", "an existing YAML file", str(path))
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError("config", f"valid YAML{where}", str(path)) from None
+        raw = read_yaml(p, "config")
+        if raw is None:  # an empty file is a mistake, not a request for every default
+            raise ConfigError("config", "a YAML mapping of sections (the file is empty)", str(path))
         if not isinstance(raw, dict):
             raise ConfigError("config", "a YAML mapping of sections", str(path))
     return config_from_dict(raw, overrides)

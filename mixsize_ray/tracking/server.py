@@ -80,9 +80,12 @@ def start_server(backend_store_uri: str, host: str = LOOPBACK, port: int = 5000,
 
 
 def stop_server(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
-    """SIGTERM the server's process group (the server and its children), SIGKILL after ``timeout_s``."""
+    """SIGTERM the server's process group (the server, uvicorn and huey workers), SIGKILL after ``timeout_s``;
+    then any child that left the group (a worker that started its own session) is killed too, so nothing
+    the server started outlives it."""
     if proc.poll() is not None:
         return
+    children = descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=timeout_s)
@@ -91,3 +94,34 @@ def stop_server(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), from Linux's ``/proc``; [] elsewhere.
+
+    Example:
+        >>> import subprocess, sys
+        >>> p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+        >>> p.pid in descendants(os.getpid())
+        True
+        >>> p.kill(); _ = p.wait()
+    """
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parent[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        todo += kids
+    return out

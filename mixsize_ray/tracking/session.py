@@ -2,8 +2,9 @@
 
 The driver (:func:`start_run`) resolves the experiment and either reattaches to ``resume_run_id`` (the
 run id the latest checkpoint's manifest names; the caller reads it) or creates a run with tags and params
-(nested under ``tracking.parent_run_id`` when set; a fresh nested run first removes what an interrupted
-attempt of the same ``train.name`` left under that parent). It hands the workers a small
+(nested under ``tracking.parent_run_id`` when set). A fresh start whose earlier attempt was killed before
+its first checkpoint continues that attempt's run (:func:`interrupted_attempt`), so a run folder never
+gets a second MLflow run. It hands the workers a small
 :class:`TrackingRun` (plain data in ``train_loop_config``); rank 0 logs to exactly that run
 (:func:`worker_tracker`) and never creates, deletes or re-decides runs. Ray Train retries reuse it, so a
 retried run never makes a second MLflow run. On reattach only params the run does not have yet are
@@ -18,10 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.errors import ConfigError, one_line
 from mixsize_ray.tracking.params import run_params, run_tags
 from mixsize_ray.tracking.spool import Spool, now_ms, send
-from mixsize_ray.tracking.uri import artifact_location, request_limits, resolve_tracking_uri
+from mixsize_ray.tracking.uri import artifact_location, ensure_store, request_limits, resolve_tracking_uri
 
 SPOOL_DIR = "mlflow_spool"
 
@@ -91,16 +92,60 @@ def _sync_params(client: Any, run: Any, params: dict[str, str], log: Callable[[s
             "(recorded as changed.* tags)")
 
 
-def delete_stale_children(client: Any, experiment_id: str, parent_run_id: str, train_name: str) -> list[str]:
-    """Before a nested run starts from scratch, delete the child runs an interrupted attempt of the same
-    ``train.name`` left under the parent (killed before its first checkpoint, so nothing can reattach)."""
-    stale = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and "
-                                                f"tags.`train.name` = '{train_name}'")
-    for r in stale:
+def interrupted_attempt(client: Any, experiment_id: str, run_dir: str, params: dict[str, str]) -> Any | None:
+    """The newest run an interrupted attempt of this run folder left (its driver was killed before the first
+    checkpoint, so no checkpoint names it): not FINISHED, tagged with the same ``run_dir``, with the same
+    params. A fresh start continues it instead of making a second run of the same name. Other unfinished
+    leftovers of the folder are deleted; one with other params is only marked KILLED if still RUNNING."""
+    if "'" in run_dir:
+        return None
+    runs = client.search_runs([experiment_id], f"tags.run_dir = '{run_dir}'", order_by=["attributes.start_time DESC"])
+    found = None
+    for r in (r for r in runs if r.info.status != "FINISHED"):
+        same = all(params.get(k) == v for k, v in r.data.params.items() if k in params)
+        if same and found is None:
+            found = r
+            continue
         if r.info.status == "RUNNING":
             client.set_terminated(r.info.run_id, status="KILLED")
-        client.delete_run(r.info.run_id)
-    return [r.info.run_id for r in stale]
+        if same:
+            client.delete_run(r.info.run_id)
+    return found
+
+
+DRIVER_TAG = "mixsize.driver"  # host:pid of the process that opened (or last reattached) the run
+
+
+def driver_id() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def close_orphans(client: Any, experiment_id: str) -> list[str]:
+    """Runs still RUNNING whose driver (``mixsize.driver`` = host:pid) was this host and is gone (SIGKILL,
+    OOM, a lost terminal) are marked KILLED, so a dead driver's run does not stay RUNNING forever. Runs
+    from other hosts are left alone (their liveness is unknown here). Returns the run ids closed."""
+    import os
+
+    host = driver_id().split(":")[0]
+    if "'" in host:
+        return []
+    closed = []
+    for r in client.search_runs([experiment_id], f"attributes.status = 'RUNNING' and tags.`{DRIVER_TAG}` LIKE "
+                                                 f"'{host}:%'"):
+        pid = r.data.tags[DRIVER_TAG].rsplit(":", 1)[-1]
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        client.set_terminated(r.info.run_id, status="KILLED")
+        closed.append(r.info.run_id)
+    return closed
 
 
 def start_run(cfg: Any, *, storage: str, resume_run_id: str | None = None,
@@ -113,9 +158,12 @@ def start_run(cfg: Any, *, storage: str, resume_run_id: str | None = None,
     uri = resolve_tracking_uri(t.uri)
     run_dir = f"{storage.rstrip('/')}/{cfg.train.name}"
     try:
+        ensure_store(uri)
         with request_limits(1, t.timeout_s):
             client = MlflowClient(tracking_uri=uri)
             exp_id = experiment_id(client, t.experiment, uri)
+            for rid in close_orphans(client, exp_id):
+                log(f"MLflow: run {rid} had lost its driver; marked KILLED")
             run = None
             old_id = resume_run_id
             if old_id:
@@ -126,21 +174,25 @@ def start_run(cfg: Any, *, storage: str, resume_run_id: str | None = None,
                 if run is None or run.info.lifecycle_stage != "active":
                     log(f"MLflow: run {old_id} of the checkpoint is missing or deleted; creating a new run")
                     run = None
-            created = run is None
             params = run_params(cfg)
+            if run is None and not old_id:
+                run = interrupted_attempt(client, exp_id, run_dir, params)
+                if run is not None:
+                    log(f"MLflow: continuing run {run.info.run_id} of an attempt stopped before its first "
+                        "checkpoint")
+            created = run is None
             if run is None:
-                if t.parent_run_id:
-                    delete_stale_children(client, exp_id, t.parent_run_id, cfg.train.name)
                 run = client.create_run(exp_id, run_name=t.run_name or cfg.train.name,
-                                        tags=run_tags(cfg, run_dir=run_dir))
+                                        tags={**run_tags(cfg, run_dir=run_dir), DRIVER_TAG: driver_id()})
                 send(client, uri, {"kind": "params", "run_id": run.info.run_id, "params": params})
             else:
                 client.update_run(run.info.run_id, status="RUNNING")
+                client.set_tag(run.info.run_id, DRIVER_TAG, driver_id())
                 _sync_params(client, run, params, log)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - the store is there (preflight) but refuses: say which
-        reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        reason = one_line(e, last=True)
         raise ConfigError("tracking.uri", "an MLflow tracking store that accepts runs", uri, hint=reason) from None
     info = TrackingRun(uri=uri, experiment_id=exp_id, run_id=run.info.run_id, created=created,
                        spool_dir=spool_dir(storage, cfg.train.name), retries=t.retries, timeout_s=t.timeout_s,

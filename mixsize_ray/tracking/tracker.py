@@ -7,6 +7,10 @@ the local :class:`~mixsize_ray.tracking.spool.Spool` and the tracker turns *offl
 one attempt, after first trying to send the spool, so training never waits long and, once the server is
 back, the spool drains in order. :meth:`RunTracker.close` reports what is left in the spool.
 
+Logging is idempotent per (run, key, step): an epoch, a curve or a model the run already holds (a worker
+killed after logging but before its checkpoint was reported retries that epoch) is not logged again, and a
+logged model left PENDING by a kill mid-upload is deleted before the model is logged.
+
 Example (a server that is not there; the record lands in the spool):
     >>> import tempfile
     >>> t = RunTracker("http://127.0.0.1:9", "0" * 32, tempfile.mkdtemp(), retries=1, wait_s=0,
@@ -24,14 +28,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mixsize_ray.errors import one_line
 from mixsize_ray.tracking.curve import curve_metrics, epoch_metrics
 from mixsize_ray.tracking.spool import Spool, now_ms, replay, send
 from mixsize_ray.tracking.uri import request_limits
 
+EPOCH_KEY = "loss"  # every epoch logs it: its steps are the epochs the run holds
+CURVE_KEY = "top1_vs_size"
+
 
 def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[-1][:160]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {one_line(e, last=True)}" if str(e).strip() else type(e).__name__
 
 
 class RunTracker:
@@ -63,6 +70,7 @@ class RunTracker:
         self.last_error: str | None = None
         self.closed = False
         self.info: Any = None  # the driver's TrackingRun (model options), set by worker_tracker
+        self._logged: dict[str, set[int]] = {}
 
     # ---- delivery --------------------------------------------------------------------------------------
     def _attempts(self, fn: Callable[[], Any]) -> bool:
@@ -115,6 +123,18 @@ class RunTracker:
             self.log(f"MLflow: {self.uri} reachable again; sent {sent} spooled records")
         return left == 0
 
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps of ``key`` the run already holds (asked once, then kept up to date); empty when the store
+        cannot be asked (then nothing is skipped)."""
+        if key not in self._logged:
+            try:
+                with request_limits(0, self.timeout_s):
+                    self._logged[key] = {m.step for m in self.client.get_metric_history(self.run_id, key)}
+            except Exception as e:  # noqa: BLE001 - offline: log as usual, the spool keeps it
+                self.last_error = _reason(e)
+                self._logged[key] = set()
+        return self._logged[key]
+
     def pending(self) -> int:
         """Records in the spool now (this run's and any earlier attempt's)."""
         return len(self.spool)
@@ -132,13 +152,21 @@ class RunTracker:
     def log_epoch(self, metrics: dict[str, Any]) -> bool:
         """Per-epoch metrics with MLflow step = epoch (see :func:`epoch_metrics`)."""
         step, ts = int(metrics["epoch"]), now_ms()
+        if step in self.logged_steps(EPOCH_KEY):  # a retried epoch: the run holds it already
+            self.log(f"MLflow: epoch {step} is already in run {self.run_id}; not logged again")
+            return True
         rows = [[k, v, step, ts] for k, v in epoch_metrics(metrics).items()]
-        return self.deliver({"kind": "metrics", "metrics": rows})
+        ok = self.deliver({"kind": "metrics", "metrics": rows})
+        self._logged[EPOCH_KEY].add(step)
+        return ok
 
     def log_sweep(self, doc: dict[str, Any], files: list[str | Path], epoch: int) -> bool:
         """The accuracy-vs-size curve (step = size) and per-size keys, then the sweep's JSON/PNG files."""
         ts = now_ms()
-        ok = self.deliver({"kind": "metrics", "metrics": [[k, v, s, ts] for k, v, s in curve_metrics(doc, epoch)]})
+        ok = True
+        if not self.logged_steps(CURVE_KEY):  # files below are overwritten in place: idempotent already
+            ok = self.deliver({"kind": "metrics", "metrics": [[k, v, s, ts] for k, v, s in curve_metrics(doc, epoch)]})
+            self._logged[CURVE_KEY].update(int(r["size"]) for r in doc["sizes"])
         for f in files:
             ok &= self.deliver({"kind": "artifact", "path": str(f), "artifact_path": None},
                                keep=lambda r: {**r, "path": self.spool.keep(r["path"])})
@@ -150,6 +178,9 @@ class RunTracker:
         from mixsize_ray.tracking.model import MODEL_NAME, inference_model, save_model
         from mixsize_ray.tracking.model import log_model as log_to_mlflow
 
+        if self._model_logged():
+            self.log(f"MLflow: run {self.run_id} holds its model already; not logged again")
+            return True
         inference = inference_model(model, cache, fmt)
 
         def call() -> None:
@@ -163,6 +194,27 @@ class RunTracker:
         return self._spooled({"kind": "model", "run_id": self.run_id, "uri": self.uri, "time": now_ms(),
                               "path": str(folder), "name": MODEL_NAME, "step": step,
                               "registered_model_name": registered_model_name})
+
+    def _model_logged(self) -> bool:
+        """Whether the run has a READY logged model; PENDING ones (a kill mid-upload) are deleted."""
+        from mixsize_ray.tracking.model import MODEL_NAME
+
+        try:
+            with request_limits(0, self.timeout_s):
+                exp = self.client.get_run(self.run_id).info.experiment_id
+                models = self.client.search_logged_models([exp], filter_string=f"source_run_id = '{self.run_id}'")
+                ready = False
+                for m in models:
+                    if m.name != MODEL_NAME:
+                        continue
+                    if str(m.status).endswith("READY"):
+                        ready = True
+                    elif str(m.status).endswith("PENDING"):
+                        self.client.delete_logged_model(m.model_id)
+                return ready
+        except Exception as e:  # noqa: BLE001 - cannot ask: log it (at worst a second copy)
+            self.last_error = _reason(e)
+            return False
 
     def close(self) -> int:
         """Last attempt to send the spool; report what stays there. Returns the number of records left."""

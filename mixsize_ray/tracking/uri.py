@@ -17,7 +17,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.atomic import creatable
+from mixsize_ray.errors import ConfigError, one_line
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 _SQLITE = "sqlite:///"
@@ -49,6 +50,13 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith(_SQLITE):
         return None
     return Path(uri[len(_SQLITE):].split("?", 1)[0])
+
+
+def ensure_store(uri: str) -> None:
+    """Make a sqlite store's folder (once the run is really starting; :func:`check_reachable` only checks)."""
+    db = sqlite_path(uri)
+    if db is not None and db.name != ":memory:":
+        db.parent.mkdir(parents=True, exist_ok=True)
 
 
 def artifact_location(uri: str) -> str | None:
@@ -89,12 +97,11 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
                  "tracking.uri (or MLFLOW_TRACKING_URI)")
     db = sqlite_path(uri)
     if db is not None:
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError("tracking.uri", "a sqlite file in a writable folder", uri, hint=e.strerror) from None
-        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise ConfigError("tracking.uri", "a sqlite file in a writable folder", uri, hint="not writable")
+        why = creatable(db.parent)  # checked, not created: a refused run leaves no folder behind
+        if why is None and db.exists() and not os.access(db, os.W_OK):
+            why = "the file is not writable"
+        if why is not None:
+            raise ConfigError("tracking.uri", "a sqlite file in a writable folder", uri, hint=why)
         return
     from mlflow import MlflowClient
 
@@ -102,5 +109,5 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
         with request_limits(0, timeout_s):
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - any failure here means "cannot track to this URI"
-        reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        reason = one_line(e, last=True)
         raise ConfigError("tracking.uri", "a reachable MLflow tracking server", uri, hint=reason) from None

@@ -6,6 +6,7 @@ Example:
     >>> req.local_cpus(os_cpus=2), ClusterRequest(None, num_cpus=6.5).local_cpus(os_cpus=2)
     (2, 7)
     >>> started = connect(req)  # doctest: +SKIP
+    >>> disconnect()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -62,9 +63,24 @@ def check_address(address: str, timeout: float = 5.0) -> None:
                           hint=e.strerror or type(e).__name__) from None
 
 
+_LOCAL_TEMP: list[str] = []  # temp folders of local clusters this process started
+
+
+def disconnect() -> None:
+    """Shut down the Ray this process started and remove its local cluster's temp folder (logs and
+    sockets under ``/tmp/<temp_prefix>*``), so runs do not pile up folders."""
+    import shutil
+
+    import ray
+
+    ray.shutdown()
+    while _LOCAL_TEMP:
+        shutil.rmtree(_LOCAL_TEMP.pop(), ignore_errors=True)
+
+
 def connect(req: ClusterRequest) -> bool:
     """Connect to ``req.address`` or start a local cluster (loopback only, no dashboard). Returns True when
-    this call initialised Ray (the caller then shuts it down); False when Ray was already up."""
+    this call initialised Ray (the caller then calls :func:`disconnect`); False when Ray was already up."""
     import ray
 
     if ray.is_initialized():
@@ -73,11 +89,12 @@ def connect(req: ClusterRequest) -> bool:
     if req.address:
         ray.init(address=req.address, log_to_driver=not req.quiet, logging_level=level)
         return True
+    _LOCAL_TEMP.append(tempfile.mkdtemp(prefix=req.temp_prefix))
     ray.init(
         num_cpus=req.local_cpus(),
         include_dashboard=False,
         _node_ip_address="127.0.0.1",  # a private local cluster: loopback only
-        _temp_dir=tempfile.mkdtemp(prefix=req.temp_prefix),
+        _temp_dir=_LOCAL_TEMP[-1],
         log_to_driver=not req.quiet,
         logging_level=level,
     )

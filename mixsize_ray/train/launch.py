@@ -32,8 +32,8 @@ from typing import Any
 
 from mixsize_ray.config import Config, config_from_dict
 from mixsize_ray.core.sweep_metrics import sweep_report
-from mixsize_ray.errors import ConfigError
-from mixsize_ray.train.cluster import ClusterRequest, connect
+from mixsize_ray.errors import ConfigError, RunFailed, one_line
+from mixsize_ray.train.cluster import ClusterRequest, connect, disconnect
 from mixsize_ray.train.evaluate import Evaluation, eval_func, sweep_from_doc
 from mixsize_ray.train.preflight import Preflight, preflight
 
@@ -168,18 +168,44 @@ def launch(cfg: Config, *, job: Evaluation | None = None, callbacks: Sequence[An
         check_gpus(cfg, cfg.ray.num_workers)
         spec = training_spec(cfg, facts, tracking.to_dict() if tracking else None, callbacks)
         result = build_trainer(cfg, spec).fit()
-    except BaseException as e:
+    except (KeyboardInterrupt, ConfigError) as e:
         _finish(tracking, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", say)
         raise
+    except Exception as e:  # noqa: BLE001 - Ray's errors carry every worker's traceback: one line instead
+        _finish(tracking, "FAILED", say)
+        raise RunFailed(failure_reason(e), resume_hint(cfg, facts)) from e
     finally:
         if started_here:
-            import ray
-
-            ray.shutdown()
+            disconnect()
     _finish(tracking, "FINISHED", say)
     ckpt = result.checkpoint.path if result.checkpoint is not None else None
     return Result(run_dir=facts.run_dir, checkpoint=ckpt, metrics=dict(result.metrics or {}),
                   mlflow_run_id=tracking.run_id if tracking else None, preflight=facts)
+
+
+def failure_reason(err: BaseException) -> str:
+    """A one-line reason for a failed training run; divergence is named as such.
+
+    Example:
+        >>> failure_reason(RuntimeError("Worker 0 failed:\\nFloatingPointError: non-finite loss at step 3 (size 16)"))
+        'diverged: non-finite loss at step 3 (size 16)'
+        >>> failure_reason(RuntimeError("\\nWorkerGroupError: 1 worker died\\n  traceback ..."))
+        'failed: RuntimeError: WorkerGroupError: 1 worker died'
+    """
+    for line in str(err).splitlines():
+        if "non-finite loss" in line:
+            return "diverged: " + one_line(line.split("FloatingPointError:")[-1], 300)
+    return f"failed: {type(err).__name__}: {one_line(err, 300)}"
+
+
+def resume_hint(cfg: Config, facts: Preflight) -> str:
+    """What to do after a failure: re-run to resume (a checkpoint exists), or what to raise."""
+    from mixsize_ray.train.checkpoint import latest_checkpoint_info
+
+    retries = f"after {cfg.train.max_failures} automatic restart(s) (train.max_failures)"
+    if latest_checkpoint_info(facts.storage, cfg.train.name) is not None:
+        return f"{retries}; re-run the same command to resume from the last checkpoint in {facts.run_dir}"
+    return f"{retries}; no checkpoint was written, a re-run starts over"
 
 
 def _evaluate(cfg: Config, job: Evaluation, callbacks: Sequence[Any]) -> Result:
@@ -204,7 +230,7 @@ def _evaluate(cfg: Config, job: Evaluation, callbacks: Sequence[Any]) -> Result:
             result = build_trainer(cfg, spec).fit()
     finally:
         if started_here:
-            ray.shutdown()
+            disconnect()
     sweep = sweep_from_doc(json.loads(result.metrics["sweep"]))
     return Result(run_dir=facts.run_dir, checkpoint=job.checkpoint, metrics=sweep_report(sweep.to_dict()),
                   preflight=facts, sweep=sweep)

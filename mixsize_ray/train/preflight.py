@@ -19,14 +19,14 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixsize_ray.atomic import creatable
 from mixsize_ray.config import Config
 from mixsize_ray.core.regime import RegimeTable, regime_from_config
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.errors import ConfigError, one_line
 from mixsize_ray.train.checkpoint import CheckpointInfo, latest_checkpoint_info
 from mixsize_ray.train.cluster import check_address
 
@@ -81,18 +81,11 @@ def check_storage(path: str) -> None:
             pyarrow.fs.FileSystem.from_uri(path)
         except Exception as e:  # noqa: BLE001
             raise ConfigError("ray.storage_path", "a local folder or a pyarrow filesystem URI", path,
-                              hint=str(e).splitlines()[0][:120]) from None
+                              hint=one_line(e, 120)) from None
         return
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    if not p.is_dir():
-        raise ConfigError("ray.storage_path", "a writable folder", path, hint=f"{p} is not a folder")
-    try:  # a folder made and removed at once: nothing is left, and /proc-like folders are caught too
-        os.rmdir(tempfile.mkdtemp(prefix=".mixsize-write-test-", dir=p))
-    except OSError as e:
-        raise ConfigError("ray.storage_path", "a writable folder", path,
-                          hint=f"{p}: {e.strerror or type(e).__name__}") from None
+    why = creatable(path)
+    if why is not None:
+        raise ConfigError("ray.storage_path", "a writable folder", path, hint=why)
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from mixsize_ray.errors import one_line
 from mixsize_ray.tune.space import size_shares
 from mixsize_ray.tune.spec import SearchSpec
 
@@ -113,7 +114,7 @@ def objective_importances(dists: dict[str, Any], rows: list[dict[str, Any]],
             with _quiet_optuna():
                 scores = _fanova(dists, rows, values, varying)
         except Exception as e:  # noqa: BLE001 - the evaluator's own message is the reason
-            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            msg = one_line(e, 200)
             scores = {v: None for v in varying}
             out.update({v: {"importance": None, "reason": f"could not be computed: {msg}"} for v in varying})
         for v in varying:

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.errors import ConfigError, one_line
 
 SEARCH_TAG = "mixsize.search"
 TRIAL_TAG = "mixsize.trial_number"
@@ -37,9 +37,11 @@ class ParentRun:
         from mlflow.entities import RunStatus
 
         from mixsize_ray.tracking.session import experiment_id
+        from mixsize_ray.tracking.uri import ensure_store
 
         client = MlflowClient(tracking_uri=uri)
         try:
+            ensure_store(uri)
             if run_id:
                 run = client.get_run(run_id)
                 if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
@@ -50,7 +52,7 @@ class ParentRun:
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001 - the store cannot be used: bad input, before any trial
-            msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            msg = one_line(e)
             raise ConfigError("tracking.uri", "an MLflow store the search can write its parent run to", uri,
                               hint=msg) from None
         return cls(client, run.info.run_id, exp_id)

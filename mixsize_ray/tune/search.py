@@ -258,9 +258,9 @@ def run_search(spec: SearchSpec, resume: bool = False, num_samples_given: bool =
         raise
     finally:
         if started_ray:
-            import ray
+            from mixsize_ray.train.cluster import disconnect
 
-            ray.shutdown()
+            disconnect()
     study = optuna.load_study(study_name=meta["study_name"], storage=storage)
     summary = finish(spec, study, exp, meta, parent)
     summary.num_trials = len(grid)

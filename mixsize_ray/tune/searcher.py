@@ -26,7 +26,7 @@ from ray.air.constants import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from mixsize_ray.core.sweep_metrics import is_sweep_metric
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.errors import ConfigError, one_line
 from mixsize_ray.tune.objective import OBJECTIVE_PREFIX
 from mixsize_ray.tune.spec import SearchSpec
 
@@ -58,7 +58,7 @@ def open_storage(url: str):
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - any driver/connection error means "cannot open"
-        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        msg = one_line(e)
         raise ConfigError("search.storage", "a database URL Optuna can open", url, hint=msg) from None
 
 

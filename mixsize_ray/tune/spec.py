@@ -28,9 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mixsize_ray.config import Config, build_config, config_from_dict, parse_override
+from mixsize_ray.config import Config, build_config, config_from_dict, parse_override, read_yaml
 from mixsize_ray.errors import ConfigError
 from mixsize_ray.tune.dims import Dimension, at_field, parse_dimension
 from mixsize_ray.tune.objective import KINDS, Constraint, Objective
@@ -208,8 +206,8 @@ def _parse_dims(space: dict[str, Any], given: dict[str, dict[str, Any]]) -> tupl
 
 
 def _parse_objectives(raw: Any, s0: int, sweep: tuple[int, ...]) -> tuple[Objective, ...]:
-    if raw is None:
-        raw = [{"kind": "target"}]
+    if raw is None:  # a search must say what it maximises: no silent default
+        raise ConfigError("objectives", "a non-empty list of {kind: target|band|size|steps, ...} (required)", None)
     if not isinstance(raw, list) or not raw:
         raise ConfigError("objectives", "a non-empty list of {kind: target|band|size|steps, ...}", raw)
     out: list[Objective] = []
@@ -443,12 +441,8 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSp
     p = Path(path)
     if not p.is_file():
         raise ConfigError("space", "an existing search-space YAML file", str(path))
-    text = p.read_text()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError("space", f"valid YAML{f' at line {mark.line + 1}' if mark else ''}", str(path)) from None
+    raw = read_yaml(p, "space")
+    text = p.read_text(encoding="utf-8")
     if not isinstance(raw, dict):
         raise ConfigError("space", "a YAML mapping (name, fixed, space, objectives, ...)", str(path))
     return parse_space(raw, overrides, source=text)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from mixsize_ray.errors import RunFailed
 from mixsize_ray.tune.objective import Objective
 from mixsize_ray.tune.space import TrialContext, build_trial
 from mixsize_ray.tune.spec import SearchSpec
@@ -76,21 +77,11 @@ class ObjectiveReportCallback(TuneReportCallback):
         super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
 
-def failure_reason(err: BaseException) -> str:
-    """A one-line reason for a failed training run; divergence is named as such."""
-    text = str(err)
-    for line in text.splitlines():
-        if "non-finite loss" in line:
-            return "diverged: " + line.strip().split("FloatingPointError:")[-1].strip()[:300]
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(err).__name__)
-    return f"failed: {type(err).__name__}: {first[:300]}"
-
-
 def run_trial(config: dict[str, Any], spec: SearchSpec, ctx: TrialContext) -> None:
     """Tune function trainable (use with ``tune.with_parameters(run_trial, spec=..., ctx=...)``)."""
     from ray import tune
 
-    from mixsize_ray.train.launch import launch
+    from mixsize_ray.train.launch import failure_reason, launch
 
     number = int(config["trial_number"])
     params = {k: v for k, v in config.items() if k != "trial_number"}
@@ -102,7 +93,7 @@ def run_trial(config: dict[str, Any], spec: SearchSpec, ctx: TrialContext) -> No
     try:
         result = launch(plan.config, callbacks=[callback])
     except Exception as e:  # noqa: BLE001 - every training failure ends this trial, not the search
-        reason = failure_reason(e)
+        reason = e.reason if isinstance(e, RunFailed) else failure_reason(e)
         tune.report(worst_report(spec, number, fail_reason=reason))
         raise TrialFailed(reason) from None
     if not result.trained:  # its Train run had finished before (the driver died before Tune got it)

@@ -13,12 +13,22 @@ import urllib.request
 
 import pytest
 
+from mixsize_ray.tracking.server import descendants
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_ui_serves_the_store_on_loopback(tmp_path):
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, only not yet reaped
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ui_serves_the_store_on_loopback(tmp_path, stop):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -47,13 +57,18 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         assert [r["info"]["run_id"] for r in runs] == [run_id]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
+        started = descendants(proc.pid)  # mlflow server, uvicorn, huey workers
+        assert len(started) >= 2
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the command stops the server it started
+        t0 = time.monotonic()
+        os.kill(proc.pid, stop)  # Ctrl-C or a service manager's SIGTERM: the command stops what it started
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    assert proc.returncode in (0, 130) and time.monotonic() - t0 < 10
+    assert [p for p in started if _alive(p)] == []  # no server, uvicorn or huey process outlives it
     import socket
 
     with socket.socket() as s:

@@ -42,7 +42,22 @@ def test_new_then_reattached_then_recreated_when_gone(store, tmp_path):
     assert any("missing or deleted" in m for m in logs)
 
 
-def test_a_fresh_nested_run_clears_an_interrupted_attempt(store, tmp_path):
+def test_a_fresh_start_continues_the_run_of_an_attempt_killed_before_its_first_checkpoint(store, tmp_path):
+    uri, client = store
+    killed = start_run(_cfg(uri), storage=str(tmp_path), log=lambda m: None)  # the driver died: no checkpoint
+    logs: list[str] = []
+    again = start_run(_cfg(uri), storage=str(tmp_path), log=logs.append)
+    assert again.run_id == killed.run_id and not again.created
+    assert any("continuing run" in m for m in logs)
+    assert [r.info.run_id for r in _runs(client)] == [killed.run_id]  # one run for the folder, not two
+    other_cfg = start_run(_cfg(uri, "optim.lr=0.2"), storage=str(tmp_path), log=lambda m: None)
+    assert other_cfg.created and client.get_run(killed.run_id).info.status == "KILLED"  # not RUNNING forever
+    finish_run(other_cfg, "FINISHED", log=lambda m: None)
+    after_finish = start_run(_cfg(uri, "optim.lr=0.2"), storage=str(tmp_path), log=lambda m: None)
+    assert after_finish.created  # a FINISHED run (checkpoints removed by hand) is never reopened
+
+
+def test_a_nested_trial_continues_its_own_interrupted_attempt_only(store, tmp_path):
     uri, client = store
     parent = client.create_run(client.create_experiment("sess"), run_name="search").info.run_id
     cfg = _cfg(uri, f"tracking.parent_run_id={parent}")
@@ -50,7 +65,7 @@ def test_a_fresh_nested_run_clears_an_interrupted_attempt(store, tmp_path):
     other = start_run(_cfg(uri, f"tracking.parent_run_id={parent}", "train.name=run-b"), storage=str(tmp_path),
                       log=lambda m: None)
     new = start_run(cfg, storage=str(tmp_path), log=lambda m: None)
-    assert client.get_run(stale.run_id).info.lifecycle_stage == "deleted"
+    assert new.run_id == stale.run_id and new.run_id != other.run_id
     assert client.get_run(other.run_id).info.lifecycle_stage == "active"  # another trial's run is kept
     assert client.get_run(new.run_id).data.tags["mlflow.parentRunId"] == parent
 
@@ -66,3 +81,24 @@ def test_the_worker_logs_to_the_drivers_run_and_creates_or_deletes_nothing(store
     assert client.get_metric_history(info.run_id, "loss")[0].value == 1.5
     assert finish_run(info, "FINISHED", log=lambda m: None) == 0
     assert client.get_run(info.run_id).info.status == "FINISHED"
+
+
+def test_a_run_whose_driver_died_is_marked_killed_by_the_next_start(store, tmp_path):
+    import subprocess
+    import sys
+
+    from mixsize_ray.tracking.session import DRIVER_TAG, driver_id
+
+    uri, client = store
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a driver that was SIGKILLed: its pid is gone
+    host = driver_id().split(":")[0]
+    orphan = start_run(_cfg(uri, "train.name=orphan"), storage=str(tmp_path), log=lambda m: None)
+    client.set_tag(orphan.run_id, DRIVER_TAG, f"{host}:{dead.pid}")
+    logs: list[str] = []
+    alive = start_run(_cfg(uri, "train.name=alive"), storage=str(tmp_path), log=logs.append)
+    assert client.get_run(orphan.run_id).info.status == "KILLED"
+    assert any(f"run {orphan.run_id} had lost its driver" in m for m in logs)
+    assert client.get_run(alive.run_id).data.tags[DRIVER_TAG] == driver_id()
+    start_run(_cfg(uri, "train.name=next"), storage=str(tmp_path), log=logs.append)
+    assert client.get_run(alive.run_id).info.status == "RUNNING"  # this process is alive: left alone

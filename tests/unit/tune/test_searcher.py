@@ -9,10 +9,10 @@ from optuna.trial import TrialState
 
 import mixsize_ray.tune.searcher
 from mixsize_ray.core.sweep_metrics import sweep_metric
+from mixsize_ray.train.launch import failure_reason
 from mixsize_ray.tune.searcher import RegimeSearch, final_metrics, open_storage, requeue_orphans
 from mixsize_ray.tune.space import RegimeSpace, TrialContext
 from mixsize_ray.tune.spec import parse_space
-from mixsize_ray.tune.trainable import failure_reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CTX = TrialContext("exp", "/tmp/exp/trials")
