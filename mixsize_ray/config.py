@@ -114,7 +114,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Training loop. ``eval_size`` None = regime.base_size; ``sweep_sizes`` None = the dataset default."""
+    """Training loop. ``eval_size`` None = regime.base_size; ``sweep_sizes`` None = the dataset default.
+    ``inject_fault`` (testing the recovery paths only) ``"after_log@E"`` makes rank 0 exit hard once, right
+    after epoch E's MLflow write and before its checkpoint is reported (:mod:`mixsize_ray.train.fault`)."""
 
     name: str = "mixsize"
     epochs: int = 10
@@ -132,6 +134,7 @@ class TrainConfig:
     num_to_keep: int = 2
     max_failures: int = 1  # a preemptible cluster loses workers: survive one by default (-1: always retry)
     checkpoint_every_steps: int | None = None
+    inject_fault: str | None = None
 
 
 @dataclass
@@ -340,6 +343,8 @@ def validate(cfg: Config) -> Config:
     _choice("optim.weight_decay_on", cfg.optim.weight_decay_on, WEIGHT_DECAY_ON)
     if not cfg.optim.weight_decay >= 0:
         raise ConfigError("optim.weight_decay", ">= 0", cfg.optim.weight_decay)
+    if not 0 <= cfg.optim.momentum < 1:
+        raise ConfigError("optim.momentum", "a number in [0, 1)", cfg.optim.momentum)
     _positive("optim.warmup_steps", cfg.optim.warmup_steps, minimum=0)
     _choice("train.amp", cfg.train.amp, AMP_MODES)
     _positive("train.epochs", cfg.train.epochs)
@@ -351,6 +356,9 @@ def validate(cfg: Config) -> Config:
     _positive("train.num_to_keep", cfg.train.num_to_keep)
     _positive("train.max_failures", cfg.train.max_failures, minimum=-1)
     _positive("train.checkpoint_every_steps", cfg.train.checkpoint_every_steps, allow_none=True)
+    f = cfg.train.inject_fault
+    if f is not None and not re.fullmatch(r"after_log@\d+", f):
+        raise ConfigError("train.inject_fault", "null or after_log@EPOCH (testing only)", f)
     if cfg.train.sweep_sizes is not None:
         if not cfg.train.sweep_sizes or any(s <= 0 for s in cfg.train.sweep_sizes):
             raise ConfigError("train.sweep_sizes", "a non-empty list of sizes > 0", cfg.train.sweep_sizes)

@@ -143,6 +143,12 @@ def preflight(cfg: Config, training: bool = True) -> Preflight:
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         check_address(address)
+    elif cfg.ray.use_gpu and not cfg.ray.autoscaling:  # a local cluster has this machine's GPUs, no more
+        import torch
+
+        if torch.cuda.device_count() < cfg.ray.num_workers:
+            raise ConfigError("ray.use_gpu", f"a machine with >= {cfg.ray.num_workers} GPUs, or ray.address of a "
+                              "GPU cluster", True, hint=f"this machine has {torch.cuda.device_count()}")
     if cfg.data.name != "shapes":  # a missing or malformed data folder fails here, not in a worker
         from mixsize_ray.data.datasets import build_dataset
 

@@ -24,6 +24,7 @@ import torch
 from mixsize_ray.config import config_from_dict
 from mixsize_ray.core.sweep_metrics import sweep_report
 from mixsize_ray.train.checkpoint import load_checkpoint, save_checkpoint
+from mixsize_ray.train.fault import die, should_fail
 from mixsize_ray.train.loop import TrainingLoop
 
 SWEEP_JSON = "sweep.json"
@@ -34,6 +35,13 @@ def _log(msg: str) -> None:
     # straight to stdout: Ray Train V2 patches print() into its logger, which shows every line twice
     sys.stdout.write(f"[mixsize-ray] {msg}\n")
     sys.stdout.flush()
+
+
+def run_folder(cfg) -> str:
+    """The run's folder under its storage (for the fault marker)."""
+    from mixsize_ray.train.preflight import storage_path
+
+    return f"{storage_path(cfg).rstrip('/')}/{cfg.train.name}"
 
 
 def _start_tracker(config: dict[str, Any], rank: int, loop: TrainingLoop):
@@ -142,6 +150,8 @@ def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -
                 if tracker is not None:
                     metrics["mlflow_run_id"] = tracker.run_id  # informational: the driver decided it
                     _track_epoch(tracker, loop, metrics, doc if last else None, tmp)
+                if should_fail(cfg.train.inject_fault, "after_log", epoch, run_folder(cfg)):
+                    die()
                 state = loop.state_dict()
                 state["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
                 state.update(extra)

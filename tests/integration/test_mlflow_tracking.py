@@ -203,6 +203,26 @@ def test_mlflow_ui_shows_the_run_and_its_curve(tracked, server, tmp_path):
         assert (ARTIFACTS / name).stat().st_size > 10_000
 
 
+def test_worker_killed_after_its_mlflow_write_loses_and_duplicates_nothing(tracked, server, tmp_path):
+    """Rank 0 dies hard (``os._exit``) right after epoch 0 reached MLflow and before its checkpoint was
+    reported; Ray Train restarts the worker group (``train.max_failures=1``, the default). The run finishes
+    with the uninterrupted run's losses, one MLflow run, every epoch and curve point once, one READY model."""
+    cfg = tracked_cfg(tmp_path, "faulty", server.url, "train.inject_fault=after_log@0", "train.max_failures=1")
+    summary = launch(cfg)
+    assert (tmp_path / "faulty" / ".fault-after_log-0").is_file()  # the fault did fire
+    c, rid = tracked.client, summary.mlflow_run_id
+    runs = c.search_runs([tracked.run.info.experiment_id], filter_string="tags.`train.name` = 'faulty'")
+    assert [r.info.run_id for r in runs] == [rid] and c.get_run(rid).info.status == "FINISHED"
+    ref = tracked.run.info.run_id
+    for key in ("loss", "train_top1", "val_top1"):
+        got = [(m.step, m.value) for m in c.get_metric_history(rid, key)]
+        want = [(m.step, m.value) for m in c.get_metric_history(ref, key) if m.step < 2]
+        assert sorted(got) == sorted(want), key  # same values, each epoch once
+    assert sorted(m.step for m in c.get_metric_history(rid, "top1_calibrated_vs_size")) == [16, 32, 48]
+    models = c.search_logged_models([tracked.run.info.experiment_id], filter_string=f"source_run_id = '{rid}'")
+    assert [str(m.status).rsplit(".", 1)[-1] for m in models] == ["READY"]
+
+
 def test_resume_reattaches_to_the_same_run(tracked, server):
     """Re-running the same name with more epochs continues the MLflow run (no second run, no param error)."""
     rid = tracked.run.info.run_id

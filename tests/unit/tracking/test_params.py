@@ -43,3 +43,16 @@ def test_regime_table_columns_one_row_per_size():
     assert cols["size"] == [16, 32, 48]
     assert len({len(v) for v in cols.values()}) == 1
     assert cols["batch"][0] > cols["batch"][2]  # B+: small images, big batches
+
+
+def test_no_environment_secret_reaches_params_or_tags(monkeypatch):
+    from mixsize_ray.config import load_config
+    from mixsize_ray.tracking.params import run_params, run_tags
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", secret)
+    cfg = load_config(None, ["tracking.uri=sqlite:///x.db"])
+    logged = {**run_params(cfg), **run_tags(cfg, run_dir="/runs/x")}
+    assert not [k for k, v in logged.items() if secret in str(v)]
+    assert not [k for k in logged if "secret" in k.lower() or "token" in k.lower() or "password" in k.lower()]
