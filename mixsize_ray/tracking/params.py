@@ -26,6 +26,9 @@ def param_value(value: Any) -> str:
     return text[:MAX_PARAM_CHARS]
 
 
+SEARCH_TAG = "mixsize.search"  # on a search's parent run: the search's name (written by tune, read by report)
+
+
 def run_params(cfg: Any) -> dict[str, str]:
     """``cfg.flat()`` (``section.key`` plus ``regime.p_<size>``) as MLflow param strings."""
     return {k: param_value(v) for k, v in cfg.flat().items()}

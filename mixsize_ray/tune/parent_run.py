@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mixsize_ray.errors import ConfigError, one_line
+from mixsize_ray.tracking.params import SEARCH_TAG
 
-SEARCH_TAG = "mixsize.search"
 TRIAL_TAG = "mixsize.trial_number"
 
 

@@ -284,6 +284,24 @@ def search_params(spec: SearchSpec, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def search_page(spec: SearchSpec, exp: Path, meta: dict[str, Any]) -> Path | None:
+    """``report.html`` of the search (its trials' curves, Pareto front, importances) beside the other files;
+    None (with the reason printed) when MLflow cannot give the runs back."""
+    from mixsize_ray.errors import ConfigError
+    from mixsize_ray.report.page import write_report
+    from mixsize_ray.report.runs import Selection, select
+
+    try:
+        runs, search = select(meta["tracking_uri"], Selection(search=exp.name),
+                              experiment=spec.fixed.tracking.experiment)
+    except ConfigError as e:
+        print(f"[mixsize-ray] no report.html: {e}", flush=True)
+        return None
+    if not runs:
+        return None
+    return write_report(runs, search, f"mixsize-ray search {exp.name}", exp / "report.html")
+
+
 def finish(spec: SearchSpec, study: Any, exp: Path, meta: dict[str, Any], parent: Any) -> SearchSummary:
     """Report files, MLflow parent (children of untrained trials, best values, artifacts), summary."""
     from mixsize_ray.tune.report import build_report
@@ -302,6 +320,10 @@ def finish(spec: SearchSpec, study: Any, exp: Path, meta: dict[str, Any], parent
                 parent.log_metrics({f"importance.{obj}.{k}": v["importance"] for k, v in imp["importances"].items()
                                     if isinstance(v["importance"], float)})
         parent.log_artifacts([exp / META, *rep.paths.values()])
+        html = search_page(spec, exp, meta)  # reads the trials table and importances just logged
+        if html is not None:
+            parent.log_artifacts([html])
+            rep.paths["report_html"] = html
         parent.finish()
     return SearchSummary(exp, meta["study_name"], meta["storage_url"], meta.get("parent_run_id"),
                          meta.get("tracking_uri"), rep, 0)

@@ -66,6 +66,8 @@ def summary_text(spec: SearchSpec, summary: Any) -> str:
         lines.append(f"train it: mixsize-ray train {rep.paths['best_yaml']}")
     lines.append(verdict(spec, rep.rows))
     lines.append("files: " + ", ".join(str(p) for p in rep.paths.values()))
+    if "report_html" in rep.paths:
+        lines.append(f"report: open {rep.paths['report_html']} in a browser (curves, Pareto front, importances)")
     lines.append(f"Optuna study: optuna-dashboard {summary.storage_url}  (study {summary.study_name})")
     if summary.tracking_uri:
         lines.append(f"MLflow: parent run {summary.parent_run_id} in {summary.tracking_uri}")

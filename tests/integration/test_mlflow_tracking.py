@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from mixsize_ray.tracking.server import start_server, stop_server, wait_healthy
 from mixsize_ray.tracking.spool import Spool
 from mixsize_ray.train.checkpoint import load_checkpoint
 from mixsize_ray.train.launch import apply_smoke, launch
+from tests.browser import chromium
 from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,18 +152,7 @@ def test_logged_model_predicts_at_two_sizes_with_their_statistics(tracked, serve
 
 
 def _chromium(tmp_path):
-    if not (shutil.which("chromium") and Path("/usr/bin/chromedriver").exists()):
-        pytest.skip("chromium / chromium-driver not installed (.ci/run installs them with apt-get)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the dev extra) not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1600,1100", f"--user-data-dir={tmp_path / 'chrome'}"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    return chromium(tmp_path)
 
 
 def _wait_for_text(driver, text: str, timeout_s: float = 90) -> None:
