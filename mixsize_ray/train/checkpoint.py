@@ -151,3 +151,35 @@ def latest_checkpoint_info(storage: str, name: str) -> CheckpointInfo | None:
                               step=int(meta.get("step") or 0), mlflow_run_id=meta.get("mlflow_run_id"),
                               metrics=dict(meta.get("metrics") or {}), config=config)
     return None
+
+
+def load_good(first: str | Path, run_dir: str | Path | None = None) -> tuple[dict[str, Any], Path, list[str]]:
+    """Load checkpoint ``first``; if it is corrupt or partial, the newest older good one in ``run_dir``
+    (local storage). Returns ``(state, folder used, [one line per corrupt checkpoint skipped])``; raises the
+    first error when no good one is left.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _ = save_checkpoint(d / "checkpoint_1", {"epoch": 0})
+        >>> _ = save_checkpoint(d / "checkpoint_2", {"epoch": 1})
+        >>> _ = (d / "checkpoint_2" / STATE_FILE).write_bytes(b"torn")  # a bad disk, a half copy
+        >>> state, used, skipped = load_good(d / "checkpoint_2", d)
+        >>> state["epoch"], used.name, len(skipped)
+        (0, 'checkpoint_1', 1)
+    """
+    first = Path(first)
+    try:
+        return load_checkpoint(first), first, []
+    except ConfigError as e:
+        error, skipped = e, [str(e)]
+    if run_dir is None or not Path(run_dir).is_dir():
+        raise error
+    older = sorted((p for p in Path(run_dir).glob("checkpoint_*") if p.is_dir() and p.name < first.name),
+                   key=lambda p: p.name, reverse=True)
+    for folder in older:
+        try:
+            return load_checkpoint(folder), folder, skipped
+        except ConfigError as e:
+            skipped.append(str(e))
+    raise error

@@ -23,7 +23,7 @@ import torch
 
 from mixsize_ray.config import config_from_dict
 from mixsize_ray.core.sweep_metrics import sweep_report
-from mixsize_ray.train.checkpoint import load_checkpoint, save_checkpoint
+from mixsize_ray.train.checkpoint import load_good, save_checkpoint
 from mixsize_ray.train.fault import die, should_fail
 from mixsize_ray.train.loop import TrainingLoop
 
@@ -87,7 +87,9 @@ def train_func(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = load_checkpoint(d)
+            state, used, skipped = load_good(d, run_folder(cfg))
+        for line in skipped:  # a corrupt newest checkpoint: named, and the previous good one resumes
+            _log(f"WARNING: {line}; resuming from {used}")
         loop.load_state_dict(state)
         extra["mlflow_run_id"] = run_id or state.get("mlflow_run_id")  # kept when this re-run logs nowhere
         where = f"epoch {loop.epoch} step {loop.start_step}" if loop.start_step else f"after epoch {state['epoch']}"

@@ -122,3 +122,39 @@ def test_latest_checkpoint_info_of_an_old_manifest_reads_the_state(tmp_path):
     (folder / "manifest.json").write_text(json.dumps({"format": m["format"], "sha256": m["sha256"]}))
     info = latest_checkpoint_info(str(tmp_path), "run")
     assert (info.epoch, info.mlflow_run_id, info.metrics["loss"]) == (5, "legacy", 0.25)
+
+
+def test_a_corrupt_newest_checkpoint_is_named_and_the_previous_good_one_resumes(tmp_path):
+    from mixsize_ray.train.checkpoint import load_good
+
+    run = tmp_path / "run"
+    _ckpt(run, "checkpoint_2026-01-01_00-00-01.000000", epoch=0)
+    _ckpt(run, "checkpoint_2026-01-01_00-00-02.000000", epoch=1)
+    newest = _ckpt(run, "checkpoint_2026-01-01_00-00-03.000000", epoch=2)
+    data = (newest / STATE_FILE).read_bytes()
+    (newest / STATE_FILE).write_bytes(data[: len(data) // 2])  # torn by a crash of the disk underneath
+    state, used, skipped = load_good(newest, run)
+    assert state["epoch"] == 1 and used.name.endswith("00-00-02.000000")
+    assert len(skipped) == 1 and str(newest / STATE_FILE) in skipped[0] and "corrupt" in skipped[0]
+    for p in run.glob("checkpoint_*/state.pt"):
+        p.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_good(newest, run)  # nothing good left: the newest one's error
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+
+    save_checkpoint(tmp_path, {"epoch": 1, "model": {"w": torch.ones(3)}})
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_checkpoint(tmp_path, {"epoch": 2, "model": {"w": torch.zeros(3)}})
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    back = load_checkpoint(tmp_path)  # the previous checkpoint, whole and verified
+    assert back["epoch"] == 1 and torch.equal(back["model"]["w"], torch.ones(3))
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
