@@ -115,16 +115,18 @@ def check_resume_compatible(cfg: Config, storage: str) -> CheckpointInfo | None:
 _SOLVED: dict[str, RegimeTable] = {}
 
 
-def solve_table(cfg: Config) -> RegimeTable:
-    """The regime solved for the real training-set size (an ImageFolder is counted) and world size, once
-    per process: the loader preview, the preflight and the printed table share one solved table."""
+def solve_table(cfg: Config, num_images: int | None = None) -> RegimeTable:
+    """The regime solved for the real training-set size and world size, once per process: the loader
+    preview, the preflight and the printed table share one solved table. ``num_images`` is the training
+    set's length when the caller has built it; else it is counted without decoding (an ImageFolder's files)."""
     import json
 
     from mixsize_ray.data.datasets import count_train_images
 
     d = cfg.data
-    regime = regime_from_config(cfg, world_size=cfg.ray.num_workers,
-                                num_images=count_train_images(d.name, d.root, d.train_size))
+    if num_images is None:
+        num_images = count_train_images(d.name, d.root, d.train_size)
+    regime = regime_from_config(cfg, world_size=cfg.ray.num_workers, num_images=num_images)
     key = json.dumps([cfg.to_dict()["regime"], regime.world_size, regime.num_images, regime.lr_rule,
                       regime.lr_by], sort_keys=True)
     if key not in _SOLVED:
@@ -138,7 +140,13 @@ def preflight(cfg: Config, training: bool = True) -> Preflight:
     storage checks."""
     if cfg.ray.num_workers < 1:
         raise ConfigError("ray.num_workers", ">= 1", cfg.ray.num_workers)
-    table = solve_table(cfg)
+    num_images = None
+    if cfg.data.name != "shapes":  # a missing or malformed data folder fails here, not in a worker
+        from mixsize_ray.data.datasets import build_dataset
+
+        d = cfg.data
+        num_images = len(build_dataset(d.name, d.root, "train", size=d.train_size, seed=d.seed))
+    table = solve_table(cfg, num_images)  # the workers' training set has exactly this length
     storage = storage_path(cfg)
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -149,10 +157,6 @@ def preflight(cfg: Config, training: bool = True) -> Preflight:
         if torch.cuda.device_count() < cfg.ray.num_workers:
             raise ConfigError("ray.use_gpu", f"a machine with >= {cfg.ray.num_workers} GPUs, or ray.address of a "
                               "GPU cluster", True, hint=f"this machine has {torch.cuda.device_count()}")
-    if cfg.data.name != "shapes":  # a missing or malformed data folder fails here, not in a worker
-        from mixsize_ray.data.datasets import build_dataset
-
-        build_dataset(cfg.data.name, cfg.data.root, "train", seed=cfg.data.seed)
     if not training:
         return Preflight(table=table, storage=storage, name=cfg.train.name, address=address)
     tracking_uri = None
