@@ -212,6 +212,41 @@ def test_worker_killed_after_its_mlflow_write_loses_and_duplicates_nothing(track
     assert [str(m.status).rsplit(".", 1)[-1] for m in models] == ["READY"]
 
 
+def test_driver_killed_before_its_first_checkpoint_leaves_one_run(tracked, server, tmp_path, shapes_cache):
+    """SIGKILL `mixsize-ray train` once its MLflow run exists but before any checkpoint: nothing names the run
+    yet. The re-run of the same command continues THAT run (no second run of the name, none left RUNNING)
+    and every epoch is logged once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    c, exp = tracked.client, tracked.run.info.experiment_id
+    argv = [sys.executable, "-m", "mixsize_ray.cli", "train", str(ROOT / "search_spaces/cifar_s28_dplus.yaml"), "--smoke"]
+    for sv in [*SETS, f"train.output_dir={tmp_path}", "train.name=early-kill", f"tracking.uri={server.url}"]:
+        argv += ["--set", sv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIXSIZE_RAY_DATA_DIR": str(shapes_cache)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    name_filter = "tags.`train.name` = 'early-kill'"
+    try:
+        deadline = time.monotonic() + 300
+        while not c.search_runs([exp], filter_string=name_filter):
+            assert proc.poll() is None and time.monotonic() < deadline, "no MLflow run within 300 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not list((tmp_path / "early-kill").glob("checkpoint_*/state.pt")), "the kill came too late"
+    (first,) = c.search_runs([exp], filter_string=name_filter)
+    summary = launch(tracked_cfg(tmp_path, "early-kill", server.url))
+    runs = c.search_runs([exp], filter_string=name_filter)
+    assert [r.info.run_id for r in runs] == [first.info.run_id] == [summary.mlflow_run_id]
+    assert runs[0].info.status == "FINISHED"
+    assert sorted(m.step for m in c.get_metric_history(summary.mlflow_run_id, "loss")) == [0, 1]
+
+
 def test_resume_reattaches_to_the_same_run(tracked, server):
     """Re-running the same name with more epochs continues the MLflow run (no second run, no param error)."""
     rid = tracked.run.info.run_id
