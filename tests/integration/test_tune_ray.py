@@ -111,7 +111,10 @@ def test_mlflow_parent_with_its_trials(smoke_search):
     assert parent.info.status == "FINISHED" and parent.info.run_name == summary.experiment_dir.name
     assert parent.data.params["search.num_samples"] == "4" and "best.top1_cal_32" in parent.data.metrics
     arts = {a.path for a in c.list_artifacts(summary.parent_run_id)}
-    assert {"space.yaml", "best.yaml", "trials.csv", "curves.png", "importances.json", "search.json"} <= arts
+    assert {"space.yaml", "best.yaml", "trials.csv", "curves.png", "importances.json", "search.json",
+            "report.html"} <= arts
+    page = (summary.experiment_dir / "report.html").read_text()
+    assert page.count("Plotly.newPlot") >= 5 and '<section id="trials">' in page and "<script src=" not in page
     kids = children(db, summary.parent_run_id)
     if TRACKING_WIRED:
         assert sorted(r.data.tags["train.name"] for r in kids) == [f"trial_{i:04d}" for i in range(4)]
