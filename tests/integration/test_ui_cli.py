@@ -58,7 +58,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path, stop):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
         started = descendants(proc.pid)  # mlflow server, uvicorn, huey workers
-        assert len(started) >= 2
+        assert started  # at least the mlflow server (and its uvicorn / huey workers)
     finally:
         t0 = time.monotonic()
         os.kill(proc.pid, stop)  # Ctrl-C or a service manager's SIGTERM: the command stops what it started
