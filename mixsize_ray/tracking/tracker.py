@@ -127,6 +127,8 @@ class RunTracker:
         """Steps of ``key`` the run already holds (asked once, then kept up to date); empty when the store
         cannot be asked (then nothing is skipped)."""
         if key not in self._logged:
+            if self.offline:  # no call while the store is away (one try per record, no storm): skip nothing
+                return set()
             try:
                 with request_limits(0, self.timeout_s):
                     self._logged[key] = {m.step for m in self.client.get_metric_history(self.run_id, key)}
@@ -157,7 +159,7 @@ class RunTracker:
             return True
         rows = [[k, v, step, ts] for k, v in epoch_metrics(metrics).items()]
         ok = self.deliver({"kind": "metrics", "metrics": rows})
-        self._logged[EPOCH_KEY].add(step)
+        self._logged.setdefault(EPOCH_KEY, set()).add(step)
         return ok
 
     def log_sweep(self, doc: dict[str, Any], files: list[str | Path], epoch: int) -> bool:
@@ -166,7 +168,7 @@ class RunTracker:
         ok = True
         if not self.logged_steps(CURVE_KEY):  # files below are overwritten in place: idempotent already
             ok = self.deliver({"kind": "metrics", "metrics": [[k, v, s, ts] for k, v, s in curve_metrics(doc, epoch)]})
-            self._logged[CURVE_KEY].update(int(r["size"]) for r in doc["sizes"])
+            self._logged.setdefault(CURVE_KEY, set()).update(int(r["size"]) for r in doc["sizes"])
         for f in files:
             ok &= self.deliver({"kind": "artifact", "path": str(f), "artifact_path": None},
                                keep=lambda r: {**r, "path": self.spool.keep(r["path"])})

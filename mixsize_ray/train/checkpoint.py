@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from mixsize_ray.atomic import atomic_write_bytes
-from mixsize_ray.errors import ConfigError
+from mixsize_ray.errors import ConfigError, one_line
 
 FORMAT = "mixsize-ray/checkpoint/v1"
 STATE_FILE = "state.pt"
@@ -109,7 +109,11 @@ def _filesystem(storage: str):
     import pyarrow.fs
 
     if "://" in storage:
-        return pyarrow.fs.FileSystem.from_uri(storage)
+        try:
+            return pyarrow.fs.FileSystem.from_uri(storage)
+        except Exception as e:  # noqa: BLE001 - an unknown scheme, a bucket that cannot be reached
+            raise ConfigError("ray.storage_path", "a local folder or a pyarrow filesystem URI", storage,
+                              hint=one_line(e, 120)) from None
     return pyarrow.fs.LocalFileSystem(), str(Path(storage).expanduser().resolve())
 
 

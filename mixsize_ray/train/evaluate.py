@@ -140,7 +140,7 @@ def sweep_from_doc(doc: dict[str, Any]) -> SweepResult:
 
 def eval_func(config: dict[str, Any]) -> None:
     """Ray Train worker entry of an :class:`Evaluation` (one worker): ``config`` is ``{"config": <Config as
-    plain data>, "job": Evaluation}``; reports ``{"sweep": <SweepResult document as JSON>}``."""
+    plain data>, "job": Evaluation}``; reports a checkpoint holding ``sweep.json`` (the curve document)."""
     import ray.train
     import ray.train.torch
 
@@ -148,4 +148,8 @@ def eval_func(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
     job: Evaluation = config["job"]
     result = job.run(cfg, device=ray.train.torch.get_device())
-    ray.train.report({"sweep": json.dumps(result.to_dict())})
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:  # Ray Train hands a run's result back with its checkpoint
+        (Path(d) / "sweep.json").write_text(json.dumps(result.to_dict()))
+        ray.train.report({"sizes": len(result.rows)}, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -13,7 +13,7 @@ trial, ``mixsize-ray demo``, the benchmarks, and (``job=Evaluation(...)``) ``mix
 
 An :class:`~mixsize_ray.train.evaluate.Evaluation` job takes the same path without the training-only
 steps (2 and 4): it runs in this process, or on one Ray Train worker when the run names a cluster
-(``ray.address``/RAY_ADDRESS, or Ray already initialised), and its curve comes back as ``Result.sweep``.
+(``ray.address``/RAY_ADDRESS, as under ``ray job submit``), and its curve comes back as ``Result.sweep``.
 
 Example:
     >>> from mixsize_ray.config import load_config
@@ -28,6 +28,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mixsize_ray.config import Config, config_from_dict
@@ -210,30 +211,34 @@ def resume_hint(cfg: Config, facts: Preflight) -> str:
 
 def _evaluate(cfg: Config, job: Evaluation, callbacks: Sequence[Any]) -> Result:
     """An :class:`Evaluation` through the same preflight and the same ``connect``: in this process, or on
-    one worker of the cluster the run names (its device: a GPU with ``ray.use_gpu``)."""
-    import ray
+    one worker of the cluster the run names (``ray.address``/RAY_ADDRESS; its device: a GPU with
+    ``ray.use_gpu``). The worker hands the curve back in a checkpoint under the run's storage
+    (``<train.name>-eval-<time>``), removed again from local storage once read."""
+    import shutil
+    import time
 
     facts = preflight(cfg, training=False)
     job.check(cfg)
-    if not (facts.address or ray.is_initialized()):
+    if not facts.address:
         sweep = job.run(cfg)
         return Result(run_dir=facts.run_dir, checkpoint=job.checkpoint, metrics=sweep_report(sweep.to_dict()),
                       preflight=facts, sweep=sweep)
-    import tempfile
-
+    name = f"{cfg.train.name}-eval-{time.strftime('%Y%m%d-%H%M%S')}"
     started_here = connect(ClusterRequest(facts.address, cfg.ray.cpus_per_worker))
     try:
         check_gpus(cfg, 1)
-        with tempfile.TemporaryDirectory(prefix="mixsize-eval-") as storage:  # the eval writes no checkpoint
-            spec = WorkerSpec(eval_func, {"config": cfg.to_dict(), "job": job}, 1, f"{cfg.train.name}-eval",
-                              storage, callbacks)
-            result = build_trainer(cfg, spec).fit()
+        spec = WorkerSpec(eval_func, {"config": cfg.to_dict(), "job": job}, 1, name, facts.storage, callbacks)
+        result = build_trainer(cfg, spec).fit()
     finally:
         if started_here:
             disconnect()
-    sweep = sweep_from_doc(json.loads(result.metrics["sweep"]))
-    return Result(run_dir=facts.run_dir, checkpoint=job.checkpoint, metrics=sweep_report(sweep.to_dict()),
-                  preflight=facts, sweep=sweep)
+    with result.checkpoint.as_directory() as d:
+        doc = json.loads((Path(d) / "sweep.json").read_text())
+    if "://" not in facts.storage:
+        shutil.rmtree(Path(facts.storage) / name, ignore_errors=True)
+    sweep = sweep_from_doc(doc)
+    return Result(run_dir=facts.run_dir, checkpoint=job.checkpoint, metrics=sweep_report(doc), preflight=facts,
+                  sweep=sweep)
 
 
 def _finish(tracking: Any, status: str, say: Callable[[str], None]) -> None:

@@ -3,9 +3,9 @@
 Checks raise a one-line :class:`ConfigError` (the CLI exits 2) and create nothing: the worker count; the
 regime, solved here ONCE from the real training-set size with world size = ``ray.num_workers`` (the table
 the CLI prints is the table the workers train with: it travels to them); a reachable RAY_ADDRESS; the
-data folder; a reachable MLflow store; an existing run of the same name whose config differs (a re-run of
-the same name resumes, it never silently starts over or mixes two configs); and last a writable storage
-path (checked on its nearest existing parent, so a refused run leaves no folder behind).
+data folder; a reachable MLflow store; a writable storage path (checked on its nearest existing parent, so
+a refused run leaves no folder behind); and an existing run of the same name whose config differs (a re-run
+of the same name resumes, it never silently starts over or mixes two configs).
 
 Example:
     >>> from mixsize_ray.config import load_config
@@ -165,7 +165,7 @@ def preflight(cfg: Config, training: bool = True) -> Preflight:
 
         tracking_uri = resolve_tracking_uri(cfg.tracking.uri)
         check_reachable(tracking_uri, cfg.tracking.timeout_s)
+    check_storage(storage)  # creates nothing (a folder made and removed at once)
     resume = check_resume_compatible(cfg, storage)
-    check_storage(storage)
     return Preflight(table=table, storage=storage, name=cfg.train.name, address=address, resume=resume,
                      tracking_uri=tracking_uri)

@@ -129,13 +129,16 @@ def test_mid_epoch_checkpoints_leave_training_unchanged(uninterrupted, tmp_path)
 
 
 def test_eval_through_launch_on_the_cluster_matches_the_local_sweep(uninterrupted):
-    """`mixsize-ray eval` takes launch's path: with Ray up it runs on one Ray Train worker, and the curve it
-    brings back is the one this process computes."""
+    """`mixsize-ray eval` takes launch's path: naming a cluster it runs on one Ray Train worker, and the curve
+    it brings back is the one this process computes; its result folder is removed once read."""
+    import ray
+
     from mixsize_ray.train.evaluate import Evaluation, checkpoint_config, evaluate_checkpoint
 
     _, summary = uninterrupted
     job = Evaluation(summary.checkpoint, sizes=[16, 32], calibrate_batches=2, progress=False)
-    remote = launch(checkpoint_config(summary.checkpoint), job=job)
+    address = ray.get_runtime_context().gcs_address  # the cluster the run names (as RAY_ADDRESS would)
+    remote = launch(checkpoint_config(summary.checkpoint, [f"ray.address={address}"]), job=job)
     local = evaluate_checkpoint(summary.checkpoint, sizes=[16, 32], calibrate_batches=2, progress=False)
     # the same images and statistics; a worker's thread count may move a float's last bits, never a count
     for got, want in zip(remote.sweep.to_dict()["sizes"], local.to_dict()["sizes"], strict=True):
@@ -143,4 +146,4 @@ def test_eval_through_launch_on_the_cluster_matches_the_local_sweep(uninterrupte
         for key in ("top1", "top1_calibrated"):
             assert got[key] == pytest.approx(want[key], abs=0.01), (got["size"], key)
     assert remote.metrics["sweep_top1_calibrated_32"] == remote.sweep.rows[1].top1_calibrated
-    assert not any(p.name.endswith("-eval") for p in Path(summary.run_dir).parent.iterdir())  # nothing written
+    assert not any("-eval-" in p.name for p in Path(summary.run_dir).parent.iterdir())  # its folder is removed

@@ -43,7 +43,8 @@ def test_bad_input_exits_2_before_launch(args, env_extra, needle, tmp_path):
 
 
 def test_use_gpu_without_gpus_is_refused(tmp_path):
-    # starts a real (local, CPU-only) Ray cluster, finds no GPU and stops before any worker
+    # a local cluster would have this machine's GPUs only (none): refused before Ray starts, nothing created
     proc = run_cli("--set", "ray.use_gpu=true", "--set", f"train.output_dir={tmp_path}")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "ray.use_gpu: expected a cluster with >= 1 GPUs" in proc.stderr.strip().splitlines()[-1]
+    assert "ray.use_gpu: expected a machine with >= 1 GPUs" in proc.stderr.strip().splitlines()[-1]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
