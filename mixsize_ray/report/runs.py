@@ -87,15 +87,24 @@ def _client(uri: str) -> Any:
 
 
 def _artifact(client: Any, run_id: str, path: str) -> str | None:
-    try:
-        import tempfile
+    """A small text artifact of a run (no progress bar on the console); None when the run has none."""
+    import os
+    import tempfile
 
+    key, old = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[key] = "false"
+    try:
         with tempfile.TemporaryDirectory() as d:
             local = client.download_artifacts(run_id, path, d)
             with open(local, encoding="utf-8") as f:
                 return f.read()
     except Exception:  # noqa: BLE001 - not logged (an older run, or still running)
         return None
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def load_run(client: Any, run: Any) -> RunData:
