@@ -11,3 +11,15 @@ def add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    + ("" if required else "; default: built-in defaults"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value (YAML syntax), repeatable; default: none")
+
+
+def check_writable(field: str, path: str) -> None:
+    """An output file's folder must exist and be writable (checked without creating anything)."""
+    import os
+    from pathlib import Path
+
+    from mixsize_ray.errors import ConfigError
+
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(field, "a file in an existing, writable folder", path)

@@ -10,18 +10,6 @@ from __future__ import annotations
 import argparse
 
 
-def check_writable(field: str, path: str) -> None:
-    """An output file's folder must exist and be writable (checked without creating anything)."""
-    import os
-    from pathlib import Path
-
-    from mixsize_ray.errors import ConfigError
-
-    folder = Path(path).expanduser().resolve().parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise ConfigError(field, "a file in an existing, writable folder", path)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy vs image size of a checkpoint, with and without BN calibration")
     p.add_argument("checkpoint", help="checkpoint folder (holding state.pt) or state.pt itself")
@@ -40,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mixsize_ray.commands.common import check_writable
     from mixsize_ray.train.evaluate import Evaluation, checkpoint_config
     from mixsize_ray.train.launch import launch
 

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixsize_ray.commands.evaluate import check_writable
+    from mixsize_ray.commands.common import check_writable
     from mixsize_ray.errors import ConfigError
     from mixsize_ray.report.page import write_report
     from mixsize_ray.report.runs import Selection, select
