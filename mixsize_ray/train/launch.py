@@ -194,7 +194,7 @@ def failure_reason(err: BaseException) -> str:
         'failed: RuntimeError: WorkerGroupError: 1 worker died'
     """
     for line in str(err).splitlines():
-        if "non-finite loss" in line:
+        if "non-finite loss" in line or "non-finite gradient" in line:
             return "diverged: " + one_line(line.split("FloatingPointError:")[-1], 300)
     return f"failed: {type(err).__name__}: {one_line(err, 300)}"
 

@@ -13,10 +13,12 @@ checkpoints; the benchmark runs the same loop bare.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,8 +35,22 @@ from mixsize_ray.core.smoothing import GradientSmoother
 from mixsize_ray.core.weight_decay import param_groups
 from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
+from mixsize_ray.train.epoch_sums import EpochSums, StepOutcome
 
-LOG_EVERY = 20  # steps between progress lines on rank 0
+LOG_EVERY = 20  # steps between progress lines on rank 0 (and between host reads of loss and finite flag)
+
+
+@dataclass(frozen=True)
+class _StepLine:
+    """What a progress line names: step ``k`` of ``n_steps`` in ``epoch`` at (size, batch, duplicates), LR."""
+
+    epoch: int
+    k: int
+    n_steps: int
+    size: int
+    batch: int
+    duplicates: int
+    lr: float
 
 
 def _distributed() -> bool:
@@ -130,7 +146,8 @@ class TrainingLoop:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.smoother = (
-            GradientSmoother(o.smoothing_alpha, check_finite=self.scaler is None)
+            # no host sync in the step: the loop checks the norm's finiteness at its next read (EpochSums)
+            GradientSmoother(o.smoothing_alpha, check_finite=False)
             if o.smoothing_alpha is not None else None
         )
         self.bn_cache = BNStatsCache()
@@ -138,6 +155,9 @@ class TrainingLoop:
         self.start_step = 0
         self.global_step = 0
         self._in_epoch_step: int | None = None  # set while on_step runs (mid-epoch checkpoints)
+        self._sums: EpochSums | None = None  # the running epoch's device-side sums
+        self.log_every = LOG_EVERY
+        self.last_step_times: dict[int, list[float]] = {}  # seconds per step by size, of the last epoch
 
     def _table(self, table: RegimeTable | None, world_size: int) -> RegimeTable:
         """The driver's solved table (checked against this rank's data and world), or solved here for a
@@ -185,6 +205,13 @@ class TrainingLoop:
         it runs, :meth:`state_dict` describes that exact point (epoch, step in epoch), so a checkpoint written
         there resumes at the next step: augmentation is seeded per step (see the loader), so the resumed
         steps equal an uninterrupted run's. Epoch metrics of a resumed epoch cover its remaining steps.
+        A callback that saves state should call :meth:`check_finite` first.
+
+        The step itself never waits for the device: loss, correct predictions and the first non-finite step
+        stay in device tensors (:class:`~mixsize_ray.train.epoch_sums.EpochSums`), read once per
+        ``log_every`` steps and at the end of the epoch. ``step_time_<S>`` is host time per step: on a GPU
+        it measures the launch queue, not the kernels (``benchmarks/gpu_check.py`` times those). A non-finite loss (or, without AMP's scaler, gradient norm) raises
+        ``FloatingPointError`` naming its step and size at the first read after it.
         """
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
@@ -192,13 +219,13 @@ class TrainingLoop:
         # only feeds the model's own randomness (dropout, stochastic depth: efficientnet_b0).
         torch.manual_seed((cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank)
         self.model.train()
-        sums: dict[str, float] = defaultdict(float)
+        self._sums = sums = EpochSums(self.device)
+        budget = 0.0
         step_time: dict[int, list[float]] = defaultdict(list)
         shapes: list[tuple[int, int]] = []
         n_steps = len(self.schedule)
         t_epoch = time.perf_counter()
         t_last = t_epoch
-        images = 0
         lr = self.lr_schedule.lr(self.global_step, self.table.base_batch)
         for k, batch in enumerate(self.loader):
             x, y, size, dup = batch.images, batch.targets, batch.size, batch.duplicates
@@ -213,10 +240,6 @@ class TrainingLoop:
                 logits = self.model(x)
                 loss = batch_augmentation_loss(logits.float(), y, dup, per_image_weight=cfg.optim.per_image_loss,
                                                label_smoothing=cfg.optim.label_smoothing)
-            if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(
-                    f"non-finite loss {loss.item()} at epoch {epoch} step {self.start_step + k} (size {size})"
-                )
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -230,13 +253,9 @@ class TrainingLoop:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            with torch.no_grad():
-                correct = (logits.argmax(1) == y).sum()
-            sums["loss"] += float(loss.detach()) * x.shape[0]
-            sums["correct"] += float(correct)
-            sums["views"] += x.shape[0]
-            sums["budget"] += size * size * global_batch * dup / self.table.target_cost
-            images += x.shape[0]
+            grad_norm = self.smoother.last_norm if self.smoother is not None and self.scaler is None else None
+            sums.add(StepOutcome(loss.detach(), logits.detach(), y, grad_norm), size)
+            budget += size * size * global_batch * dup / self.table.target_cost
             now = time.perf_counter()
             step_time[size].append(now - t_last)
             t_last = now
@@ -247,39 +266,57 @@ class TrainingLoop:
                     on_step(self._in_epoch_step)
                 finally:
                     self._in_epoch_step = None
-            if k % LOG_EVERY == 0 or k == n_steps - 1:
-                rate = images * self.world_size / max(now - t_epoch, 1e-9)
-                self.log(f"epoch {epoch} step {self.start_step + k + 1}/{self.start_step + n_steps} "
-                         f"size {size} B {global_batch} D {dup} loss {float(loss.detach()):.4f} "
-                         f"lr {lr:.4g} {rate:.0f} img/s")
+            if k % self.log_every == 0 or k == n_steps - 1:
+                self._log_step(_StepLine(epoch, k, n_steps, size, global_batch, dup, lr), now - t_epoch)
         elapsed = time.perf_counter() - t_epoch
+        self.check_finite()
         digest = self.check_ranks_agree(shapes)
-        steps = max(len(shapes), 1)
-        if _distributed() and self.world_size > 1:  # epoch loss/accuracy over all ranks' samples
-            totals = torch.tensor([sums["loss"], sums["correct"], sums["views"]], dtype=torch.float64,
-                                  device=self.device)  # nccl reduces device tensors only
-            dist.all_reduce(totals)
-            sums["loss"], sums["correct"], sums["views"] = totals.tolist()
+        loss_sum, correct, views = sums.totals(self.world_size)
+        self.last_step_times = {s: list(t) for s, t in sorted(step_time.items())}
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "step": self.global_step,
-            "loss": sums["loss"] / max(sums["views"], 1),
-            "train_top1": sums["correct"] / max(sums["views"], 1),
+            "loss": loss_sum / max(views, 1),
+            "train_top1": correct / max(views, 1),
             "lr": lr,
-            "images_per_s": images * self.world_size / max(elapsed, 1e-9),
-            "realised_budget": sums["budget"] / steps,
+            "images_per_s": sums.views * self.world_size / max(elapsed, 1e-9),
+            "realised_budget": budget / max(len(shapes), 1),
             "steps": len(shapes),
             "size_digest": digest,
             "ranks_agree": 1,
         }
         if self.smoother is not None and self.smoother.last_norm is not None:
-            metrics["grad_norm"] = float(self.smoother.last_norm)
-            metrics["grad_norm_smoothed"] = float(self.smoother.smoothed_norm)
-        for s, times in sorted(step_time.items()):
+            raw, smoothed = torch.stack([self.smoother.last_norm, self.smoother.smoothed_norm]).tolist()
+            metrics["grad_norm"], metrics["grad_norm_smoothed"] = raw, smoothed
+        for s, times in self.last_step_times.items():
             metrics[f"step_time_{s}"] = sum(times) / len(times)
         self.epoch += 1
         self.start_step = 0
         return metrics
+
+    def _log_step(self, line: _StepLine, elapsed: float) -> None:
+        """The progress line of step ``line.k`` (one host read of the running loss and the finite flag)."""
+        loss = self.check_finite()
+        rate = self._sums.views * self.world_size / max(elapsed, 1e-9)
+        self.log(f"epoch {line.epoch} step {self.start_step + line.k + 1}/{self.start_step + line.n_steps} "
+                 f"size {line.size} B {line.batch} D {line.duplicates} loss {loss:.4f} "
+                 f"lr {line.lr:.4g} {rate:.0f} img/s")
+
+    def check_finite(self) -> float:
+        """Raise ``FloatingPointError`` if a step of the running epoch had a non-finite loss (or gradient
+        norm), naming the first such step and its size; else return the last step's loss (NaN before the
+        first step). One host sync: a callback saving state mid-epoch calls it first, so that no checkpoint
+        holds weights a non-finite step touched."""
+        sums = self._sums
+        if sums is None:
+            return float("nan")
+        r = sums.read()
+        if r.first_bad >= 0:
+            at = f"at epoch {self.epoch} step {self.start_step + r.first_bad} (size {sums.sizes[r.first_bad]})"
+            if math.isfinite(r.bad_loss):
+                raise FloatingPointError(f"non-finite gradient norm {r.bad_grad_norm} {at}, loss {r.bad_loss:.4g}")
+            raise FloatingPointError(f"non-finite loss {r.bad_loss} {at}")
+        return r.last_loss
 
     def check_ranks_agree(self, shapes: list[tuple[int, int]]) -> int:
         """All-gather this epoch's (S, views-per-rank) sequence digest; raise if any rank differs.

@@ -108,6 +108,7 @@ def _report_mid_epoch(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any],
     """A checkpoint after step ``k`` of ``epoch`` (``train.checkpoint_every_steps``): a kill after it
     resumes at step ``k + 1`` instead of repeating the epoch. Nothing is logged to MLflow (epoch metrics
     are logged once, at the epoch's end)."""
+    loop.check_finite()  # every rank, before any state is saved: a non-finite step stops the run here
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:

@@ -109,6 +109,8 @@ def test_bad_storage_url_is_one_line():
 def test_failure_reason_names_divergence():
     err = RuntimeError("Training failed.\n  FloatingPointError: non-finite loss nan at epoch 0 step 2 (size 16)")
     assert failure_reason(err) == "diverged: non-finite loss nan at epoch 0 step 2 (size 16)"
+    grad = RuntimeError("x\n FloatingPointError: non-finite gradient norm inf at epoch 1 step 7 (size 24), loss 2.3")
+    assert failure_reason(grad) == "diverged: non-finite gradient norm inf at epoch 1 step 7 (size 24), loss 2.3"
     assert failure_reason(ValueError("boom")).startswith("failed: ValueError: boom")
 
 
