@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit bench reproduce lint install clean
+.PHONY: demo test test-unit bench gpu-check reproduce lint install clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH)
+
+# S(144) D+ vs fixed 224 on one GPU (ResNet-50, bf16; under 5 minutes): benchmarks/results/gpu_check.json; smoke run without CUDA
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 # fixed vs B+ vs D+ on the embedded data, 3 seeds (under 75 minutes on 2 CPU cores): benchmarks/results/reproduce.*
 # REPRODUCE_ARGS=--resume keeps finished runs of an interrupted one

@@ -1,50 +1,45 @@
-"""BN calibration time for a 13-size sweep (16..64 step 4) of ResNet-20 on the embedded shapes data.
+"""P5: BN calibration of a 13-size sweep (16..64 step 4) over one training epoch on the same data
+(target <= 1).
 
-Uses the real training-augmentation loader per size (what calibration runs on). N batches per size from
-env BENCH_CALIB_BATCHES (default 200, the paper's value), batch from BENCH_CALIB_BATCH (default 64).
+The product's own calibration (``TrainingLoop.calibrate``: ``train.calibrate_batches`` training batches of
+``min(B0, 256)`` images per size, the CIFAR-style augmentation done once and resized to each size) on the
+D+ preset's ResNet-20 and 10,000 embedded training images; the epoch is that preset's training epoch over the
+same 10,000 images. Each repeat times one sweep's calibration, then one epoch. ``--set``-style overrides in
+``sets`` change the protocol (e.g. ``train.calibrate_batches=25``) for the trade-off study in
+``benchmarks/calibration_tradeoff.py``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
-import torch
-
-from benchmarks.common import write_result
-from mixsize_ray.config import load_config
-from mixsize_ray.core.calibration import calibrate_sizes
+from benchmarks.common import preset_config
+from benchmarks.figure import DEFAULT, Budget, Figure
 from mixsize_ray.core.evaluation import default_sizes
-from mixsize_ray.data.loader import CalibrationDraw
-from mixsize_ray.models import build_model
-from mixsize_ray.train.data_bundle import DataBundle
+from mixsize_ray.train.loop import TrainingLoop
+
+PRESET = "cifar_s28_dplus"
 
 
-def main() -> dict:
-    n = int(os.environ.get("BENCH_CALIB_BATCHES", "200"))
-    batch = int(os.environ.get("BENCH_CALIB_BATCH", "64"))
-    cfg = load_config(None, ["data.train_size=10000", "data.test_size=256"])
-    data = DataBundle(cfg)
-    model = build_model("resnet20", data.info.num_classes)
+def measure(budget: Budget = DEFAULT, train_size: int = 10000, sets: tuple[str, ...] = ()) -> Figure:
+    loop = TrainingLoop(preset_config(PRESET, [f"data.train_size={train_size}", "data.test_size=128",
+                                                f"train.epochs={budget.repeats + 1}", *sets]), log=lambda _m: None)
     sizes = default_sizes("cifar", 32)
-    per_size: dict[int, float] = {}
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def tick(size: int) -> None:
-        now = time.perf_counter()
-        per_size[size] = now - last[0]
-        last[0] = now
-        print(f"[bench] calibrated size {size}: {per_size[size]:.1f} s", flush=True)
-
-    source = data.preset.calibration_source(data.train_set, CalibrationDraw(batch_size=batch, num_batches=n))
-    calibrate_sizes(model, sizes, source, num_batches=n, progress=tick)
-    total = time.perf_counter() - t0
-    doc = {"sizes": sizes, "num_sizes": len(sizes), "batches_per_size": n, "batch": batch,
-           "total_s": total, "per_size_s": per_size, "threads": torch.get_num_threads()}
-    write_result("calibration", doc)
-    return doc
-
-
-if __name__ == "__main__":
-    main()
+    loop.train_epoch()  # warm-up (and the data generated)
+    ratios, calib, epoch = [], [], []
+    for r in range(budget.repeats):
+        t0 = time.perf_counter()
+        loop.calibrate(sizes)
+        calib.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        loop.train_epoch()
+        epoch.append(time.perf_counter() - t0)
+        ratios.append(calib[-1] / epoch[-1])
+        print(f"[bench] P5 repeat {r + 1}/{budget.repeats}: calibration of {len(sizes)} sizes {calib[-1]:.1f} s, "
+              f"epoch {epoch[-1]:.1f} s ({ratios[-1]:.2f} epochs)", flush=True)
+    draw = loop.data.calibration_draw()
+    return Figure("P5", f"BN calibration of {len(sizes)} sizes / 1 training epoch", ratios, target=1.0,
+                  at_least=False, unit=" epoch",
+                  detail={"calibration_s": calib, "epoch_s": epoch, "sizes": sizes, "train_images": train_size,
+                          "calibration_batches": draw.num_batches, "calibration_batch": draw.batch_size,
+                          "steps_per_epoch": loop.steps_per_epoch})

@@ -1,23 +1,82 @@
-"""`make bench`: every benchmark in one run; results as ratios in benchmarks/results/*.json."""
+"""`make bench`: P1-P6, each a median of repeats with its spread and target, in one run.
+
+    python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
+    python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
+
+Prints one line per repeat while it runs, then the table of figures with whether each target holds.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 
-from benchmarks import bench_calibration, bench_smoothing, bench_throughput
+from benchmarks import (
+    bench_calibration,
+    bench_flops,
+    bench_loader,
+    bench_smoothing,
+    bench_step_time,
+    bench_throughput,
+)
+from benchmarks.common import RESULTS, write_result
+from benchmarks.figure import DEFAULT, Budget, Figure, table
 
-BENCHES = {"smoothing": bench_smoothing.main, "calibration": bench_calibration.main,
-           "throughput": bench_throughput.main}
+BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
+    "p1": lambda b: [bench_throughput.measure(b)],
+    "p2": lambda b: [bench_step_time.measure("cifar_s28_bplus", b, "P2 B+"),
+                     bench_step_time.measure("cifar_s28_dplus", b, "P2 D+")],
+    "p3": lambda b: [bench_loader.measure(b)],
+    "p4": lambda b: [bench_smoothing.measure(b)],
+    "p5": lambda b: [bench_calibration.measure(b)],
+    "p6": lambda b: [bench_flops.measure(b)],
+}
+
+
+def run(names: list[str], budget: Budget = DEFAULT, name: str | None = None) -> list[Figure]:
+    """Measure ``names`` (all when empty); write ``<name>.json`` (bench / bench-quick) and print the table."""
+    chosen = names or list(BENCHES)
+    t0 = time.perf_counter()
+    figures = [f for n in chosen for f in BENCHES[n](budget)]
+    print(table(figures))
+    name = name or ("bench" if not names else "bench-quick")
+    doc = {"figures": {f.key: f.to_dict() for f in figures}, "budget": vars(budget),
+           "command": "make bench" if not names else f"python -m benchmarks.run {' '.join(names)}",
+           "wall_s": time.perf_counter() - t0}
+    write_result(name, doc)
+    plot(figures, RESULTS / f"{name}.png")
+    return figures
+
+
+def plot(figures: list[Figure], path) -> None:
+    """Each figure's repeats against its target, one panel per figure (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(figures), figsize=(2.4 * len(figures), 3), squeeze=False)
+    for ax, f in zip(axes[0], figures, strict=True):
+        ax.plot([0] * len(f.values), f.values, "o", alpha=0.5)
+        ax.plot([0], [f.median], "k_", markersize=30)
+        if f.target is not None:
+            ax.axhline(f.target, color="green" if f.holds else "red", linestyle="--")
+        ax.set_title(f.key, fontsize=9)
+        ax.set_xticks([])
+    fig.suptitle("make bench: repeats (dots), median (bar), target (dashed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHES)
+    names = [a.lower() for a in argv]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(f"bench: expected names from {list(BENCHES)}, got {unknown}", file=sys.stderr)
         return 2
-    for name in names:
-        BENCHES[name]()
+    run(names)
     return 0
 
 

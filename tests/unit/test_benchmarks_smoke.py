@@ -1,24 +1,105 @@
-"""`make bench` entry points run (tiny sizes) and write their JSON results; no timing is asserted."""
+"""`make bench` runs end to end on tiny budgets: every figure is the ratio its own recorded sides give, and
+the run writes its JSON and PNG. No timing is asserted (timings live in the committed bench.json)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
-from benchmarks import common
+import pytest
+
+from benchmarks import bench_calibration, bench_flops, bench_loader, bench_smoothing, bench_step_time, common
 from benchmarks import run as bench_run
+from benchmarks.figure import Budget, Figure, table
+
+TINY = Budget(repeats=2, window=3, warmup=1)
 
 
-def test_smoothing_bench_smoke(tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def _data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXSIZE_RAY_DATA_DIR", str(tmp_path / "data"))
+
+
+def test_figure_median_target_and_table():
+    f = Figure("P2", "spread", [1.2, 1.1, 1.3, 1.0, 1.12], target=1.15, at_least=False)
+    assert f.median == 1.12 and f.holds is True
+    assert Figure("P1", "r", [0.9, 0.94, 0.99], target=0.95).holds is False  # median 0.94 < 0.95
+    assert Figure("P6", "u", [0.1]).holds is None
+    text = table([f])
+    assert "P2" in text and "<= 1.15" in text and "holds" in text and "1.000..1.300" in text
+
+
+def test_step_time_spread_is_max_over_min_of_medians():
+    ratio, medians = bench_step_time.spread({16: [1.0, 3.0, 2.0], 24: [4.0, 4.0], 32: [2.5]})
+    assert medians == {16: 2.0, 24: 4.0, 32: 2.5} and ratio == 2.0
+
+
+def test_p2_figures_come_from_the_loops_step_times():
+    f = bench_step_time.measure("cifar_s28_bplus", TINY, train_size=256)
+    assert len(f.values) == 2 and all(v >= 1 for v in f.values)
+    for ratio, medians in zip(f.values, f.detail["median_step_s_by_size"], strict=True):
+        assert ratio == pytest.approx(max(medians.values()) / min(medians.values()))
+    sizes = [row[0] for row in f.detail["table_S_B_D_p"]]
+    assert sorted(sizes) == [16, 24, 32, 40]
+
+
+def test_p3_ratio_is_loader_over_training_at_the_smallest_size():
+    f = bench_loader.measure(TINY, train_size=256)
+    d = f.detail
+    assert d["size"] == 16 and d["batch"] == 256  # the B+ preset's batch at 16 px: 64 * (32/16)^2
+    assert f.values == [a / b for a, b in zip(d["loader_images_per_s"], d["training_images_per_s"], strict=True)]
+
+
+def test_p4_fraction_is_smoothing_time_over_step_time():
+    f = bench_smoothing.measure(TINY, batch=4, size=16)
+    assert len(f.values) == 2 and all(0 < v < 1 for v in f.values)
+    assert f.target == 0.01 and f.at_least is False
+
+
+def test_p5_ratio_is_calibration_over_epoch():
+    f = bench_calibration.measure(TINY, train_size=256, sets=("train.calibrate_batches=1",))
+    d = f.detail
+    assert f.values == [c / e for c, e in zip(d["calibration_s"], d["epoch_s"], strict=True)]
+    assert len(d["sizes"]) == 13 and d["calibration_batches"] == 1 and d["calibration_batch"] == 64
+
+
+def test_p6_flops_per_step_match_the_flop_counter():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mixsize_ray.models import build_model
+
+    net = build_model("resnet20", 10)
+    x = torch.randn(6, 3, 16, 16)
+    with FlopCounterMode(display=False) as c:
+        torch.nn.functional.cross_entropy(net(x), torch.zeros(6, dtype=torch.long)).backward()
+    assert bench_flops.step_flops(net, 16, views=6, duplicates=1, classes=10) == c.get_total_flops()
+    f = bench_flops.measure(TINY, matmul_n=64, train_size=256)
+    d = f.detail
+    assert f.values == [a / p for a, p in zip(d["train_flop_per_s"], d["matmul_flop_per_s"], strict=True)]
+
+
+def test_run_writes_json_and_png(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "RESULTS", tmp_path)
-    from benchmarks import bench_smoothing
-
-    doc = bench_smoothing.main(steps=2, batch=4, size=16)
-    saved = json.loads((tmp_path / "smoothing.json").read_text())
-    assert saved["overhead_fraction"] == doc["overhead_fraction"]
-    assert doc["step_s_with"] > 0 and doc["step_s_without"] > 0 and 0 < doc["smoothing_fraction_of_step"] < 1
-    assert saved["machine"]["cpu_count"] >= 1
+    monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
+    monkeypatch.setitem(bench_run.BENCHES, "p4", lambda b: [bench_smoothing.measure(b, batch=4, size=16)])
+    figures = bench_run.run(["p4"], TINY)
+    saved = json.loads((tmp_path / "bench-quick.json").read_text())
+    p4 = saved["figures"]["P4"]
+    assert p4["median"] == statistics.median(p4["values"]) == figures[0].median
+    assert saved["budget"] == {"repeats": 2, "window": 3, "warmup": 1} and saved["machine"]["cpu_count"] >= 1
+    assert (tmp_path / "bench-quick.png").stat().st_size > 1000
 
 
 def test_unknown_bench_name_exit_2(capsys):
     assert bench_run.main(["nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_p1_ratio_is_ray_over_bare(tmp_path):
+    from benchmarks import bench_throughput
+
+    f = bench_throughput.measure(Budget(repeats=1, window=2, warmup=1), train_size=128)
+    d = f.detail
+    assert f.values == [r / b for b, r in zip(d["bare_images_per_s"], d["ray_images_per_s"], strict=True)]
+    assert f.values[0] > 0 and f.target == 0.95

@@ -17,7 +17,8 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(mixsize_ray.__path__, "mi
                  if not m.name.endswith("__main__"))
 
 
-@pytest.mark.parametrize("name", [*MODULES, "benchmarks.reproduce_claims"])
+@pytest.mark.parametrize("name", [*MODULES, "benchmarks.reproduce_claims", "benchmarks.figure", "benchmarks.common",
+                                  "benchmarks.bench_step_time", "benchmarks.bench_flops"])
 def test_docstring_examples(name, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # examples name files as the README does (search_spaces/...)
     monkeypatch.setenv("MIXSIZE_RAY_DATA_DIR", str(tmp_path / "data"))
