@@ -1,5 +1,5 @@
 """P5: BN calibration of a 13-size sweep (16..64 step 4) over one training epoch on the same data
-(target <= 1).
+(target <= 1), and what the one-pass calibration saves on ImageNet-style data (``P5 data``).
 
 The product's own calibration (``TrainingLoop.calibrate``: ``train.calibrate_batches`` training batches of
 ``min(B0, 256)`` images per size, the CIFAR-style augmentation done once and resized to each size) on the
@@ -11,10 +11,12 @@ same 10,000 images. Each repeat times one sweep's calibration, then one epoch. `
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 from benchmarks.common import preset_config
-from benchmarks.figure import DEFAULT, Budget, Figure
+from benchmarks.figure import DEFAULT, Budget, Figure, interleaved
 from mixsize_ray.core.evaluation import default_sizes
 from mixsize_ray.train.loop import TrainingLoop
 
@@ -43,3 +45,54 @@ def measure(budget: Budget = DEFAULT, train_size: int = 10000, sets: tuple[str, 
                   detail={"calibration_s": calib, "epoch_s": epoch, "sizes": sizes, "train_images": train_size,
                           "calibration_batches": draw.num_batches, "calibration_batch": draw.batch_size,
                           "steps_per_epoch": loop.steps_per_epoch})
+
+
+def _image_folder(root: Path, images: int) -> None:
+    """``root/train/<class>/*.JPEG``: ``images`` 500x375 JPEGs (ImageNet's typical shape) in 4 classes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        folder = root / "train" / f"c{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (rng.random((375, 500, 3)) * 255).astype("uint8")
+        Image.fromarray(pixels).save(folder / f"{i}.JPEG", quality=90)
+
+
+def measure_data_passes(budget: Budget = DEFAULT, images: int = 256) -> Figure:
+    """P5 data: the ImageNet-style calibration data of a 13-size sweep (S0 = 224: 32..416 px), read as 13
+    per-size passes (RandomResizedCrop(S) per size, what calibrating one size at a time reads) over one pass
+    that decodes and crops each JPEG once (:class:`~mixsize_ray.data.transforms.SharedCrop`). Data only, no
+    model: what the one-pass calibration saves where decoding is the bottleneck (a GPU run)."""
+    from mixsize_ray.data.datasets import build_dataset
+    from mixsize_ray.data.loader import CalibrationDraw
+    from mixsize_ray.data.presets import DataPreset
+
+    sizes = default_sizes("imagenet", 224)
+    with tempfile.TemporaryDirectory() as tmp:
+        _image_folder(Path(tmp), images)
+        dataset = build_dataset("imagefolder", tmp, "train")
+        preset = DataPreset.for_dataset("imagefolder")
+        source = preset.calibration_source(dataset, CalibrationDraw(batch_size=32, num_batches=images // 32))
+
+        def per_size() -> float:
+            t0 = time.perf_counter()
+            for s in sizes:
+                for _ in source(s):
+                    pass
+            return time.perf_counter() - t0
+
+        def one_pass() -> float:
+            t0 = time.perf_counter()
+            for _ in source.together(sizes):
+                pass
+            return time.perf_counter() - t0
+
+        separate, together = interleaved(per_size, one_pass, budget.repeats)
+    for r, (a, b) in enumerate(zip(separate, together, strict=True)):
+        print(f"[bench] P5 data repeat {r + 1}/{budget.repeats}: {len(sizes)} passes {a:.1f} s, one pass {b:.1f} s",
+              flush=True)
+    return Figure("P5 data", f"ImageNet-style calibration data, {len(sizes)} passes / 1 pass", [
+        a / b for a, b in zip(separate, together, strict=True)],
+        detail={"per_size_passes_s": separate, "one_pass_s": together, "jpegs": images, "sizes": sizes})

@@ -29,7 +29,7 @@ BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
                      bench_step_time.measure("cifar_s28_dplus", b, "P2 D+")],
     "p3": lambda b: [bench_loader.measure(b)],
     "p4": lambda b: [bench_smoothing.measure(b)],
-    "p5": lambda b: [bench_calibration.measure(b)],
+    "p5": lambda b: [bench_calibration.measure(b), bench_calibration.measure_data_passes(b)],
     "p6": lambda b: [bench_flops.measure(b)],
 }
 

@@ -17,6 +17,7 @@ batch's unbiased variance (every batch weighs the same, whatever its size).
 * :func:`calibrate_bn` — calibrate at one size (averages statistics across ranks under torch.distributed).
 * :class:`BNStatsCache` — ``{size: {buffer_name: tensor}}``; capture, apply (exact or nearest), save/load.
 * :func:`calibrate_sizes` — every size of a sweep in one call; leaves the model's own statistics as they were.
+* :func:`calibrate_sizes_together` — the same in one pass over the data (``{S: batch}`` per item).
 * :func:`use_size` / :class:`SizeAwareModel` — switch statistics by input size at inference.
 * :func:`resize_batches` — reuse one set of loaded batches for every size (CIFAR-style: resize to S).
 * :func:`unwrap`, :func:`model_device`, :func:`check_num_batches` — the small helpers the evaluation shares.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "calibrate_bn",
     "BNStatsCache",
     "calibrate_sizes",
+    "calibrate_sizes_together",
     "use_size",
     "SizeAwareModel",
     "resize_batches",
@@ -465,6 +467,56 @@ def calibrate_sizes(
             cache.capture(model, size)
             if callable(progress):
                 progress(size)
+    return cache
+
+
+def calibrate_sizes_together(
+    model: nn.Module,
+    batches: Iterable[Mapping[int, Tensor]],
+    num_batches: int = 200,
+    cache: BNStatsCache | None = None,
+    device: torch.device | str | None = None,
+    all_reduce: Callable[[Tensor], Any] | None = None,
+) -> BNStatsCache:
+    """:func:`calibrate_sizes` in ONE pass over the data: each item of ``batches`` maps every size to its
+    batch ``{S: [B, C, S, S]}``; for each item, every size's BN state is put in, its batch forwarded and
+    the state taken out again. The statistics of each size are those :func:`calibrate_bn` gives on that
+    size's batches alone, bit for bit (same batches, same order, same cumulative average); what the single
+    pass saves is reading, decoding and augmenting the images once per size (ImageNet-style data, where a
+    13-size sweep would otherwise decode every calibration image 13 times).
+
+    The model's own BN statistics, momenta and modes are the same afterwards as before, also on error.
+    Raises ``ValueError`` when ``batches`` yields nothing, :class:`ConfigError` as :func:`calibrate_bn`.
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        >>> base = [torch.rand(8, 3, 32, 32) for _ in range(2)]
+        >>> together = calibrate_sizes_together(model, [{16: next(resize_batches([x], 16)), 32: x} for x in base], 2)
+        >>> alone = calibrate_sizes(model, [16, 32], lambda s: resize_batches(base, s), num_batches=2)
+        >>> all(torch.equal(together[s][k], alone[s][k]) for s in (16, 32) for k in alone[s])
+        True
+    """
+    num_batches = check_num_batches(num_batches)
+    model = unwrap(model)
+    cache = cache if cache is not None else BNStatsCache()
+    dev = torch.device(device) if device is not None else model_device(model)
+    if all_reduce is None:
+        all_reduce = _default_all_reduce()
+    with bn_stats_kept(model), bn_calibration(model) as layers, torch.no_grad():
+        fresh = _snapshot(layers)  # reset statistics, nothing averaged yet
+        states: dict[int, dict[str, Tensor]] = {}
+        for item in itertools.islice(batches, num_batches):
+            for size, x in item.items():
+                _restore(layers, states.get(size, fresh))
+                model(x.to(dev, non_blocking=True))
+                states[size] = _snapshot(layers)
+        if not states:
+            raise ValueError("calibrate_sizes_together: the calibration batches are empty (no batch was yielded)")
+        for size in sorted(states):
+            _restore(layers, states[size])
+            if all_reduce is not None:
+                _average_stats(layers, all_reduce)
+            cache.capture(model, BNStatsCache._check_size(size))
     return cache
 
 

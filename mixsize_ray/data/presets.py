@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from mixsize_ray.data.loader import (
     TransformedDataset,
     build_loader,
 )
-from mixsize_ray.data.transforms import STYLES, size_transform
+from mixsize_ray.data.transforms import STYLES, SharedCrop, size_transform
 from mixsize_ray.errors import ConfigError
 
 __all__ = ["DataPreset", "CalibrationSource"]
@@ -177,9 +177,40 @@ class CalibrationSource:
         self._base: list[torch.Tensor] | None = None
 
     def __call__(self, size: int) -> Iterable[torch.Tensor]:
-        native = self.preset.native
-        if self.preset.style != "cifar" or native is None:
+        if not self._resizes:
             return self.preset.calibration_batches(self.dataset, size, self.draw, self.num_workers)
+        return resize_batches(self._native_batches(), size)
+
+    @property
+    def _resizes(self) -> bool:
+        return self.preset.style == "cifar" and self.preset.native is not None
+
+    def _native_batches(self) -> list[torch.Tensor]:
         if self._base is None:
-            self._base = list(self.preset.calibration_batches(self.dataset, native, self.draw, self.num_workers))
-        return resize_batches(self._base, size)
+            self._base = list(self.preset.calibration_batches(self.dataset, self.preset.native, self.draw,
+                                                              self.num_workers))
+        return self._base
+
+    def together(self, sizes: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+        """One pass over the calibration images for every size of ``sizes``: per batch,
+        ``{S: [B, 3, S, S]}``. Size S's batches equal ``self(S)``'s: CIFAR style, the same native batches
+        resized; ImageNet style, each image decoded and its crop and flip drawn once, from the same RNG
+        stream as ``self(S)`` draws them (:class:`~mixsize_ray.data.transforms.SharedCrop`), then resized to
+        every size.
+
+        Example:
+            >>> from mixsize_ray.data.datasets import build_dataset
+            >>> train = build_dataset("shapes", None, "train", size=16)
+            >>> source = DataPreset.for_dataset("shapes").calibration_source(train, CalibrationDraw(4, 2, seed=0))
+            >>> first = next(source.together([16, 24]))
+            >>> {s: x.shape[-1] for s, x in first.items()}, torch.equal(first[24], next(iter(source(24))))
+            ({16: 16, 24: 24}, True)
+        """
+        sizes = list(sizes)
+        if self._resizes:
+            for x in self._native_batches():
+                yield {s: next(resize_batches([x], s)) for s in sizes}
+            return
+        crop = SharedCrop(sizes, self.preset.mean, self.preset.std)
+        for views in CalibrationBatches(self.dataset, crop, self.draw, self.num_workers):
+            yield dict(zip(sizes, views, strict=True))

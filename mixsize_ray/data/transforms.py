@@ -153,3 +153,43 @@ def size_transform(
             *_to_float(),
         ]
     return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
+
+
+class SharedCrop:
+    """ImageNet-style training augmentation at several sizes from ONE crop and flip per image: PIL image in,
+    one normalised float tensor ``[3, S, S]`` per size of ``sizes`` out (a list, in ``sizes`` order).
+
+    ``RandomResizedCrop``'s box and the flip are drawn once (torch's RNG, scale (0.08, 1), ratio (3/4, 4/3):
+    torchvision's defaults, as :func:`size_transform` uses), then the box is resized to every size. Each
+    size's output is distributed exactly as :func:`size_transform` ``(S, train=True)``'s; what one pass
+    saves is the decoding and cropping of the image once per size. BN calibration of a whole sweep reads the
+    data once through it (:meth:`mixsize_ray.data.presets.CalibrationSource.together`).
+
+    Example:
+        >>> from PIL import Image
+        >>> out = SharedCrop([16, 32])(Image.new("RGB", (80, 64)))
+        >>> [x.shape for x in out]
+        [torch.Size([3, 16, 16]), torch.Size([3, 32, 32])]
+    """
+
+    SCALE = (0.08, 1.0)
+    RATIO = (3 / 4, 4 / 3)
+
+    def __init__(self, sizes: Sequence[int], mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        for s in sizes:
+            _check("imagenet", s)
+        self.sizes = list(sizes)
+        self.finish = v2.Compose([*_to_float(), _norm("imagenet", mean, std), v2.ToPureTensor()])
+
+    def __call__(self, img: Any) -> list[torch.Tensor]:
+        from torchvision.transforms import RandomResizedCrop
+
+        top, left, height, width = RandomResizedCrop.get_params(img, list(self.SCALE), list(self.RATIO))
+        flip = bool(torch.rand(1) < 0.5)
+        out = []
+        for s in self.sizes:
+            x = TF.resized_crop(img, top, left, height, width, [s, s], interpolation=InterpolationMode.BILINEAR,
+                                antialias=True)
+            out.append(self.finish(TF.horizontal_flip(x) if flip else x))
+        return out

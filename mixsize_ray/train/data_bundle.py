@@ -3,7 +3,7 @@ calibration), built by the data side's :class:`~mixsize_ray.data.presets.DataPre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -102,7 +102,16 @@ class DataBundle:
         CIFAR style decodes and augments the native-side batches once for all sizes
         (:class:`~mixsize_ray.data.presets.CalibrationSource`).
         """
+        return self._source(rank)(size)
+
+    def calibration_together(self, sizes: list[int], rank: int = 0) -> Iterator[dict[int, torch.Tensor]]:
+        """This rank's calibration batches for every size in one pass: ``{S: [B, 3, S, S]}`` per batch,
+        size S's equal to :meth:`calibration_source` ``(S, rank)``'s
+        (:meth:`~mixsize_ray.data.presets.CalibrationSource.together`)."""
+        return self._source(rank).together(sizes)
+
+    def _source(self, rank: int) -> CalibrationSource:
         draw = self.calibration_draw(rank)
         if self._calibration is None or self._calibration.draw != draw:
             self._calibration = self.preset.calibration_source(self.train_set, draw)
-        return self._calibration(size)
+        return self._calibration

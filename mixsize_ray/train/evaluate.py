@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from mixsize_ray.config import Config, config_from_dict
-from mixsize_ray.core.calibration import BNStatsCache
+from mixsize_ray.core.calibration import BNStatsCache, calibrate_sizes_together
 from mixsize_ray.core.evaluation import (
     SizeResult,
     SweepPlan,
@@ -77,6 +77,13 @@ def _sweep(job: Evaluation, cfg: Config, device: str | torch.device) -> SweepRes
     cache = None
     if calibrate_batches is None and state.get("bn_cache"):
         cache = BNStatsCache.from_state_dict(state["bn_cache"])
+    missing = [s for s in size_list if cache is None or s not in cache]
+    if missing:  # one pass over the calibration images for every size the cache lacks
+        from tqdm.auto import tqdm
+
+        batches = tqdm(data.calibration_together(missing, rank=0), total=n, unit="batch", disable=progress is not True,
+                       desc=f"BN calibration, {len(missing)} sizes")
+        cache = calibrate_sizes_together(model, batches, n, cache=cache, device=device)
     plan = SweepPlan(size_list, calibration=lambda s: data.calibration_source(s, rank=0), calibration_batches=n,
                      min_size=min_size, metadata=_metadata(cfg, checkpoint))
     return size_sweep(model, plan, data.eval_batches, cache=cache, device=device, progress=progress)

@@ -350,10 +350,11 @@ class TrainingLoop:
     def calibrate(self, sizes: list[int] | None = None) -> BNStatsCache:
         """BN calibration at every sweep size. Under DDP every rank must call it: each rank feeds its own
         training batches (seeded by rank) and the statistics are averaged across ranks."""
-        from mixsize_ray.core.calibration import calibrate_sizes
+        from mixsize_ray.core.calibration import calibrate_sizes_together
 
-        self.bn_cache = calibrate_sizes(
-            unwrap(self.model), sizes or self.sweep_sizes(), lambda s: self.data.calibration_source(s, self.rank),
+        sizes = sizes or self.sweep_sizes()
+        self.bn_cache = calibrate_sizes_together(
+            unwrap(self.model), self.data.calibration_together(sizes, self.rank),
             num_batches=self.cfg.train.calibrate_batches, device=self.device,
         )
         return self.bn_cache

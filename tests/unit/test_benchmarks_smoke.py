@@ -63,6 +63,13 @@ def test_p5_ratio_is_calibration_over_epoch():
     assert len(d["sizes"]) == 13 and d["calibration_batches"] == 1 and d["calibration_batch"] == 64
 
 
+def test_p5_data_ratio_is_per_size_passes_over_one_pass():
+    f = bench_calibration.measure_data_passes(Budget(repeats=1), images=32)
+    d = f.detail
+    assert f.values == [a / b for a, b in zip(d["per_size_passes_s"], d["one_pass_s"], strict=True)]
+    assert d["sizes"] == [32 + 32 * m for m in range(13)]  # 224 + 32m, m = -6..6
+
+
 def test_p6_flops_per_step_match_the_flop_counter():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -103,3 +110,23 @@ def test_p1_ratio_is_ray_over_bare(tmp_path):
     d = f.detail
     assert f.values == [r / b for b, r in zip(d["bare_images_per_s"], d["ray_images_per_s"], strict=True)]
     assert f.values[0] > 0 and f.target == 0.95
+
+
+def test_calibration_tradeoff_rows_are_deltas_from_the_first_protocol(tmp_path, monkeypatch):
+    from benchmarks import calibration_tradeoff
+    from mixsize_ray.config import load_config
+    from mixsize_ray.train.checkpoint import save_checkpoint
+    from mixsize_ray.train.loop import TrainingLoop
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    cfg = load_config(None, ["data.train_size=64", "data.test_size=16", "data.num_workers=0", "train.epochs=1",
+                             "regime.base_batch=8", "train.max_steps_per_epoch=2", "tracking.enabled=false"])
+    loop = TrainingLoop(cfg, log=lambda _m: None)
+    loop.train_epoch()
+    save_checkpoint(tmp_path / "ckpt", loop.state_dict(), config_yaml=cfg.to_yaml())
+    monkeypatch.setattr(calibration_tradeoff, "PROTOCOLS", [("ref", None, 2, 0), ("small", 4, 1, 1)])
+    assert calibration_tradeoff.main([str(tmp_path / "ckpt"), "--test-images", "16"]) == 0
+    rows = json.loads((tmp_path / "calibration_tradeoff.json").read_text())["rows"]
+    assert rows[0]["max_abs_delta"] == 0 and rows[0]["images_per_size"] == 16  # 2 batches of B0 = 8
+    deltas = [abs(rows[1]["top1"][s] - rows[0]["top1"][s]) for s in rows[0]["top1"]]
+    assert rows[1]["mean_abs_delta"] == pytest.approx(sum(deltas) / 13) and rows[1]["images_per_size"] == 4

@@ -15,6 +15,7 @@ from mixsize_ray.core.calibration import (
     bn_stats_kept,
     calibrate_bn,
     calibrate_sizes,
+    calibrate_sizes_together,
     check_num_batches,
     model_device,
     resize_batches,
@@ -334,6 +335,42 @@ def test_calibrate_sizes_restores_model_on_error():
         calibrate_sizes(net, [8, 16], data, num_batches=2)
     after = bn_state(net)
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_calibrate_sizes_together_equals_each_size_alone_bit_for_bit():
+    """One pass over {S: batch} items gives every size exactly the statistics of calibrating it alone
+    (a real ResNet: 19 BN layers, cumulative averages over 3 batches), and leaves the model as it was."""
+    from mixsize_ray.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("resnet20", 10)
+    for m in net.modules():  # statistics that are not the reset values, so "restored" means something
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+    before, before_flags = bn_state(net), flags(net)
+    base = [torch.rand(4, 3, 32, 32) for _ in range(4)]
+    items = [{s: next(resize_batches([x], s)) for s in (16, 24, 32)} for x in base]
+    together = calibrate_sizes_together(net, iter(items), num_batches=3)
+    alone = calibrate_sizes(net, [16, 24, 32], lambda s: resize_batches(base, s), num_batches=3)
+    assert together.sizes == alone.sizes == [16, 24, 32]
+    for s in (16, 24, 32):
+        assert all(torch.equal(together[s][k], alone[s][k]) for k in alone[s])
+        assert int(together[s]["bn1.num_batches_tracked"]) == 3  # the 4th item was not read
+    assert all(torch.equal(bn_state(net)[k], v) for k, v in before.items()) and flags(net) == before_flags
+
+
+def test_calibrate_sizes_together_averages_each_size_and_refuses_nothing():
+    net = make_net()
+    items = [{8: x8, 16: x16} for x8, x16 in zip(batches(8), batches(16), strict=False)]
+    plain = calibrate_sizes_together(net, items, num_batches=2)
+    doubled = calibrate_sizes_together(net, items, num_batches=2, all_reduce=lambda t: t.mul_(2))
+    for s in (8, 16):
+        key = next(k for k in plain[s] if k.endswith("running_var"))
+        torch.testing.assert_close(doubled[s][key], 2 * plain[s][key])
+    before = bn_state(net)
+    with pytest.raises(ValueError, match="empty"):
+        calibrate_sizes_together(net, [], num_batches=2)
+    assert all(torch.equal(bn_state(net)[k], v) for k, v in before.items())
 
 
 @pytest.mark.parametrize("sizes", [[], [0], [8, -1], [8.5]])

@@ -75,3 +75,18 @@ def test_imagenet_calibration_source_loads_each_size(shapes):
     assert all(torch.equal(x, y) for x, y in zip(a, want, strict=True))
     list(source(24))
     assert counting.calls == 16
+
+
+@pytest.mark.parametrize("style", ["cifar", "imagenet"])
+def test_together_decodes_once_and_equals_each_size_alone(shapes, style):
+    preset = PRESET if style == "cifar" else DataPreset("imagenet")
+    counting = Counting(shapes)
+    draw = CalibrationDraw(4, 3, seed=5)
+    source = preset.calibration_source(counting, draw)
+    sizes = [16, 24, 40]
+    together = list(source.together(sizes))
+    assert counting.calls == 12  # 3 batches of 4, decoded once for all three sizes
+    assert [sorted(item) for item in together] == [sizes] * 3
+    for s in sizes:  # each size's batches are what calibrating that size alone forwards, bit for bit
+        alone = list(preset.calibration_source(shapes, draw)(s))
+        assert all(torch.equal(item[s], x) for item, x in zip(together, alone, strict=True))

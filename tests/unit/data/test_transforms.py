@@ -152,3 +152,22 @@ def test_imagenet_eval_uses_int_8_7_short_side(size):
                        v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                        v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])(img)
     torch.testing.assert_close(size_transform("imagenet", size, train=False)(img), want)
+
+
+def test_shared_crop_gives_each_sizes_own_augmentation_from_one_draw():
+    """Same RNG state: SharedCrop's output at S equals size_transform(S, train=True)'s, at every S, so
+    each size keeps RandomResizedCrop(S) + flip's distribution; the crop and flip are drawn once."""
+    import numpy as np
+    from PIL import Image
+
+    from mixsize_ray.data.transforms import SharedCrop
+
+    img = Image.fromarray((np.random.default_rng(0).random((48, 72, 3)) * 255).astype("uint8"))
+    for seed in range(4):  # both flip outcomes among them
+        torch.manual_seed(seed)
+        shared = SharedCrop([16, 32, 56])(img)
+        state_after = torch.get_rng_state()
+        for s, x in zip([16, 32, 56], shared, strict=True):
+            torch.manual_seed(seed)
+            assert torch.equal(x, size_transform("imagenet", s, train=True)(img))
+            assert torch.equal(torch.get_rng_state(), state_after)  # the same random numbers consumed

@@ -68,6 +68,11 @@ def test_calibrate_and_sweep_fill_the_cache(cfg):
     assert [r["size"] for r in doc["sizes"]] == [16, 32]
     assert doc["mode"] == "B+" and doc["train_sizes"] == [16, 32]
     assert loop.state_dict()["bn_cache"]
+    # one pass over the calibration images gives each size what calibrating it alone on its source gives
+    from mixsize_ray.core.calibration import calibrate_sizes
+
+    alone = calibrate_sizes(loop.model, [16, 32], lambda s: loop.data.calibration_source(s), num_batches=2)
+    assert all(torch.equal(cache[s][k], alone[s][k]) for s in (16, 32) for k in alone[s])
 
 
 def _free_port() -> int:
