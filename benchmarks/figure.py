@@ -61,7 +61,20 @@ class Figure:
     def to_dict(self) -> dict[str, Any]:
         return {"what": self.what, "median": self.median, "min": min(self.values), "max": max(self.values),
                 "repeats": len(self.values), "values": self.values, "target": self.target,
-                "at_least": self.at_least, "holds": self.holds, **self.detail}
+                "at_least": self.at_least, "unit": self.unit, "holds": self.holds, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, key: str, d: dict[str, Any]) -> Figure:
+        """Inverse of :meth:`to_dict` (a figure read back from bench.json).
+
+        Example:
+            >>> f = Figure("P4", "smoothing", [0.004, 0.005], target=0.01, at_least=False)
+            >>> Figure.from_dict("P4", f.to_dict()) == f
+            True
+        """
+        own = {"what", "median", "min", "max", "repeats", "values", "target", "at_least", "unit", "holds", "detail"}
+        detail = d["detail"] if "detail" in d else {k: v for k, v in d.items() if k not in own}  # older files
+        return cls(key, d["what"], list(d["values"]), d["target"], d["at_least"], d.get("unit", ""), dict(detail))
 
 
 def interleaved(a: Callable[[], float], b: Callable[[], float], repeats: int) -> tuple[list[float], list[float]]:

@@ -2,12 +2,14 @@
 
     python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
     python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
+    python -m benchmarks.run p5 --into bench   # re-measure P5 inside the committed bench.json
 
 Prints one line per repeat while it runs, then the table of figures with whether each target holds.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -34,19 +36,30 @@ BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
 }
 
 
-def run(names: list[str], budget: Budget = DEFAULT, name: str | None = None) -> list[Figure]:
-    """Measure ``names`` (all when empty); write ``<name>.json`` (bench / bench-quick) and print the table."""
+def run(names: list[str], budget: Budget = DEFAULT, name: str | None = None, into: str | None = None) -> list[Figure]:
+    """Measure ``names`` (all when empty); write ``<name>.json`` (bench / bench-quick) and its PNG, and print the
+    table. ``into``: update that result's figures with these (re-measuring some figures of a committed
+    ``bench.json``); each run that contributed is listed under ``runs``."""
     chosen = names or list(BENCHES)
     t0 = time.perf_counter()
     figures = [f for n in chosen for f in BENCHES[n](budget)]
-    print(table(figures))
-    name = name or ("bench" if not names else "bench-quick")
-    doc = {"figures": {f.key: f.to_dict() for f in figures}, "budget": vars(budget),
-           "command": "make bench" if not names else f"python -m benchmarks.run {' '.join(names)}",
-           "wall_s": time.perf_counter() - t0}
-    write_result(name, doc)
-    plot(figures, RESULTS / f"{name}.png")
-    return figures
+    command = "make bench" if not names else f"python -m benchmarks.run {' '.join(names)}" + (
+        f" --into {into}" if into else "")
+    this = {"command": command, "figures": [f.key for f in figures], "wall_s": time.perf_counter() - t0,
+            "budget": vars(budget), "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    name = into or name or ("bench" if not names else "bench-quick")
+    runs, merged = [this], {f.key: f for f in figures}
+    if into and (RESULTS / f"{into}.json").exists():
+        old = json.loads((RESULTS / f"{into}.json").read_text())
+        kept = {k: Figure.from_dict(k, d) for k, d in old["figures"].items() if k not in merged}
+        merged = {**kept, **merged}
+        earlier = old.get("runs") or [{k: old.get(k) for k in ("command", "wall_s", "budget")} | {"figures": list(old["figures"])}]
+        runs = [*earlier, this]
+    ordered = sorted(merged.values(), key=lambda f: f.key)
+    print(table(ordered))
+    write_result(name, {"figures": {f.key: f.to_dict() for f in ordered}, "runs": runs})
+    plot(ordered, RESULTS / f"{name}.png")
+    return ordered
 
 
 def plot(figures: list[Figure], path) -> None:
@@ -71,12 +84,19 @@ def plot(figures: list[Figure], path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    into = None
+    if "--into" in argv:
+        at = argv.index("--into")
+        if at + 1 >= len(argv):
+            print("bench: --into expects a result name (e.g. bench), got nothing", file=sys.stderr)
+            return 2
+        into, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     names = [a.lower() for a in argv]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         print(f"bench: expected names from {list(BENCHES)}, got {unknown}", file=sys.stderr)
         return 2
-    run(names)
+    run(names, into=into)
     return 0
 
 

@@ -61,6 +61,11 @@ def test_p5_ratio_is_calibration_over_epoch():
     d = f.detail
     assert f.values == [c / e for c, e in zip(d["calibration_s"], d["epoch_s"], strict=True)]
     assert len(d["sizes"]) == 13 and d["calibration_batches"] == 1 and d["calibration_batch"] == 64
+    # without overrides P5 times the product's calibration (200 batches), not the quiet benches' 1 batch
+    from mixsize_ray.config import load_config
+
+    cfg = common.preset_config(bench_calibration.PRESET, bench_calibration.product_protocol())
+    assert cfg.train.calibrate_batches == load_config(None, []).train.calibrate_batches == 200
 
 
 def test_p5_data_ratio_is_per_size_passes_over_one_pass():
@@ -94,8 +99,15 @@ def test_run_writes_json_and_png(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "bench-quick.json").read_text())
     p4 = saved["figures"]["P4"]
     assert p4["median"] == statistics.median(p4["values"]) == figures[0].median
-    assert saved["budget"] == {"repeats": 2, "window": 3, "warmup": 1} and saved["machine"]["cpu_count"] >= 1
-    assert (tmp_path / "bench-quick.png").stat().st_size > 1000
+    assert saved["runs"][0]["budget"] == {"repeats": 2, "window": 3, "warmup": 1}
+    assert saved["machine"]["cpu_count"] >= 1 and (tmp_path / "bench-quick.png").stat().st_size > 1000
+    # --into: re-measured figures replace theirs, the others are kept, both runs are listed
+    (tmp_path / "bench.json").write_text(json.dumps({"figures": {
+        "P4": {**p4, "values": [9.0]}, "P9": Figure("P9", "kept", [1.5], target=2.0).to_dict()}, "runs": [{"command": "old"}]}))
+    bench_run.run(["p4"], TINY, into="bench")
+    merged = json.loads((tmp_path / "bench.json").read_text())
+    assert sorted(merged["figures"]) == ["P4", "P9"] and merged["figures"]["P9"]["values"] == [1.5]
+    assert merged["figures"]["P4"]["values"] != [9.0] and [r["command"] for r in merged["runs"]][0] == "old"
 
 
 def test_unknown_bench_name_exit_2(capsys):
