@@ -77,6 +77,25 @@ class Spool:
     def __len__(self) -> int:
         return len(self.records())
 
+    def prune(self, sent: list[dict[str, Any]], left: list[dict[str, Any]]) -> None:
+        """Remove the copies under ``files/`` that records in ``sent`` delivered and no record in ``left``
+        still needs; remove ``files/`` itself once it is empty. Copies no sent record names are left alone
+        (a record added meanwhile by a live run may need them)."""
+        files = (self.directory / "files").resolve()
+
+        def entries(records: list[dict[str, Any]]) -> set[Path]:
+            out = set()
+            for r in records:
+                path = Path(r["path"]).resolve() if r.get("path") else None
+                if path is not None and path.is_relative_to(files) and path != files:
+                    out.add(files / path.relative_to(files).parts[0])
+            return out
+
+        for entry in entries(sent) - entries(left):
+            shutil.rmtree(entry, ignore_errors=True)
+        if files.is_dir() and not any(files.iterdir()):
+            files.rmdir()
+
     def rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the spool's content with ``records`` (atomically); remove the file when empty."""
         if not records:
@@ -162,4 +181,5 @@ def replay(directory: str | Path, uri: str | None = None, client: Any = None) ->
             left = records[i:]
             break
     spool.rewrite(left)
+    spool.prune(records[:sent], left)
     return sent, len(left)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,37 @@ def test_replay_stops_at_the_first_failure_and_keeps_the_rest(tmp_path):
         mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         assert replay(tmp_path) == (0, 3)
     assert len(spool) == 3
+
+
+class _ArtifactSink:
+    """Accepts artifacts, except those whose file name is in ``refuse`` (that delivery fails)."""
+
+    def __init__(self, refuse=()):
+        self.refuse, self.got = set(refuse), []
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        if Path(path).name in self.refuse:
+            raise ConnectionError("server down (test)")
+        self.got.append(Path(path).read_bytes())
+
+
+def test_replay_removes_the_copies_it_delivered_and_keeps_the_rest(tmp_path):
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text(name)
+        spool.add({"kind": "artifact", "run_id": "r", "uri": "u", "path": spool.keep(tmp_path / name)})
+    assert len(list((spool_dir / "files").iterdir())) == 3
+    stranger = spool_dir / "files" / "added-meanwhile"  # a copy no replayed record names: left alone
+    stranger.mkdir()
+
+    sink = _ArtifactSink(refuse={"b.txt"})
+    assert replay(spool_dir, uri="u", client=sink) == (1, 2)
+    assert sink.got == [b"a.txt"]
+    left = sorted(p.name for p in (spool_dir / "files").iterdir())
+    kept = {Path(r["path"]).parent.name for r in spool.records()}
+    assert left == sorted([*kept, "added-meanwhile"]) and len(kept) == 2  # a's copy gone, b's and c's kept
+
+    stranger.rmdir()
+    assert replay(spool_dir, uri="u", client=_ArtifactSink()) == (2, 0)
+    assert not (spool_dir / "files").exists() and not spool.path.exists()  # nothing left behind
