@@ -193,9 +193,11 @@ def failure_reason(err: BaseException) -> str:
         >>> failure_reason(RuntimeError("\\nWorkerGroupError: 1 worker died\\n  traceback ..."))
         'failed: RuntimeError: WorkerGroupError: 1 worker died'
     """
-    for line in str(err).splitlines():
-        if "non-finite loss" in line or "non-finite gradient" in line:
-            return "diverged: " + one_line(line.split("FloatingPointError:")[-1], 300)
+    lines = [line for line in str(err).splitlines() if "non-finite loss" in line or "non-finite gradient" in line]
+    # the error's own line, not a traceback's source line that raised it (raise FloatingPointError(f"..."))
+    lines = [line for line in lines if "FloatingPointError:" in line] or [x for x in lines if "raise " not in x]
+    if lines:
+        return "diverged: " + one_line(lines[0].split("FloatingPointError:")[-1], 300)
     return f"failed: {type(err).__name__}: {one_line(err, 300)}"
 
 

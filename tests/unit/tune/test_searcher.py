@@ -111,6 +111,9 @@ def test_failure_reason_names_divergence():
     assert failure_reason(err) == "diverged: non-finite loss nan at epoch 0 step 2 (size 16)"
     grad = RuntimeError("x\n FloatingPointError: non-finite gradient norm inf at epoch 1 step 7 (size 24), loss 2.3")
     assert failure_reason(grad) == "diverged: non-finite gradient norm inf at epoch 1 step 7 (size 24), loss 2.3"
+    traceback = RuntimeError('Traceback:\n  File "loop.py", line 318\n    raise FloatingPointError(f"non-finite loss '
+                             '{r.bad_loss} {at}")\nFloatingPointError: non-finite loss nan at epoch 0 step 4 (size 32)')
+    assert failure_reason(traceback) == "diverged: non-finite loss nan at epoch 0 step 4 (size 32)"
     assert failure_reason(ValueError("boom")).startswith("failed: ValueError: boom")
 
 
