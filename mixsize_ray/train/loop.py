@@ -210,8 +210,9 @@ class TrainingLoop:
         The step itself never waits for the device: loss, correct predictions and the first non-finite step
         stay in device tensors (:class:`~mixsize_ray.train.epoch_sums.EpochSums`), read once per
         ``log_every`` steps and at the end of the epoch. ``step_time_<S>`` is host time per step: on a GPU
-        it measures the launch queue, not the kernels (``benchmarks/gpu_check.py`` times those). A non-finite loss (or, without AMP's scaler, gradient norm) raises
-        ``FloatingPointError`` naming its step and size at the first read after it.
+        it measures the launch queue, not the kernels (``benchmarks/gpu_check.py`` times those). A non-finite
+        loss (or, without AMP's scaler, gradient norm) raises ``FloatingPointError`` naming its step and size
+        at the first read after it.
         """
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
