@@ -100,8 +100,10 @@ def epoch_history(uri: str, name: str) -> tuple[list[tuple[int, float]], int]:
     exp = client.get_experiment_by_name("reproduce")
     run = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.runName = '{name}'",
                              order_by=["attributes.start_time DESC"], max_results=1)[0]
-    val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_top1")}
-    steps = {m.step: int(m.value) for m in client.get_metric_history(run.info.run_id, "global_step")}
+    from mixsize_ray.tracking import keys
+
+    val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, keys.VAL_TOP1)}
+    steps = {m.step: int(m.value) for m in client.get_metric_history(run.info.run_id, keys.GLOBAL_STEP)}
     hist = [(steps[e], val[e]) for e in sorted(val) if e in steps]
     return hist, max(steps.values())
 

@@ -3,9 +3,9 @@
 Example:
     >>> from mixsize_ray.report.runs import RunData
     >>> runs = [RunData("a" * 32, "fixed", "FINISHED", params={"regime.mode": "fixed"},
-    ...                 curve={"top1_calibrated_vs_size": {16: 0.1, 32: 0.99}, "top1_vs_size": {16: 0.05, 32: 0.99}}),
+    ...                 curve={k.TOP1_CALIBRATED_VS_SIZE: {16: 0.1, 32: 0.99}, k.TOP1_VS_SIZE: {16: 0.05, 32: 0.99}}),
     ...         RunData("b" * 32, "mixed", "FINISHED", params={"regime.mode": "D+"},
-    ...                 curve={"top1_calibrated_vs_size": {16: 0.7, 32: 0.97}})]
+    ...                 curve={k.TOP1_CALIBRATED_VS_SIZE: {16: 0.7, 32: 0.97}})]
     >>> fig = accuracy_vs_size(runs)
     >>> [(t.name, t.line.dash) for t in fig.data]
     [('fixed (fixed)', 'solid'), ('fixed (fixed) uncalibrated', 'dash'), ('mixed (D+)', 'solid')]
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from mixsize_ray.report.runs import RunData, SearchData
+from mixsize_ray.tracking import keys as k
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -45,7 +46,7 @@ def accuracy_vs_size(runs: list[RunData]) -> Any:
     go = _go()
     fig = go.Figure()
     for i, r in enumerate(runs):
-        for key, dash, suffix in (("top1_calibrated_vs_size", "solid", ""), ("top1_vs_size", "dash", " uncalibrated")):
+        for key, dash, suffix in ((k.TOP1_CALIBRATED_VS_SIZE, "solid", ""), (k.TOP1_VS_SIZE, "dash", " uncalibrated")):
             pts = r.curve_of(key)
             if pts:
                 fig.add_trace(go.Scatter(x=list(pts), y=[100 * v for v in pts.values()], name=r.label + suffix,
@@ -60,7 +61,7 @@ def accuracy_vs_gflops(runs: list[RunData]) -> Any:
     go = _go()
     fig = go.Figure()
     for i, r in enumerate(runs):
-        acc, flops = r.curve_of("top1_calibrated_vs_size") or r.curve_of("top1_vs_size"), r.curve_of("gflops_vs_size")
+        acc, flops = r.curve_of(k.TOP1_CALIBRATED_VS_SIZE) or r.curve_of(k.TOP1_VS_SIZE), r.curve_of(k.GFLOPS_VS_SIZE)
         sizes = [s for s in acc if s in flops]
         if sizes:
             fig.add_trace(go.Scatter(x=[flops[s] for s in sizes], y=[100 * acc[s] for s in sizes], name=r.label,
@@ -87,15 +88,15 @@ def training_curves(runs: list[RunData]) -> Any:
     from plotly.subplots import make_subplots
 
     go = _go()
-    panels = (("loss", "loss"), ("val_top1", "val top-1 at S0"), ("lr", "learning rate"),
-              ("grad_norm_smoothed", "grad norm (smoothed solid, raw dotted)"))
+    panels = ((k.LOSS, "loss"), (k.VAL_TOP1, "val top-1 at S0"), (k.LR, "learning rate"),
+              (k.GRAD_NORM_SMOOTHED, "grad norm (smoothed solid, raw dotted)"))
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels])
     for i, r in enumerate(runs):
         for j, (key, _) in enumerate(panels):
             row, col = j // 2 + 1, j % 2 + 1
-            keys = [(key, "solid")] + ([("grad_norm", "dot")] if key == "grad_norm_smoothed" else [])
-            for k, dash in keys:
-                pts = r.history.get(k, [])
+            lines = [(key, "solid")] + ([(k.GRAD_NORM, "dot")] if key == k.GRAD_NORM_SMOOTHED else [])
+            for name, dash in lines:
+                pts = r.history.get(name, [])
                 if pts:
                     fig.add_trace(go.Scatter(x=[e for e, _ in pts], y=[v for _, v in pts], name=r.label,
                                              legendgroup=r.run_id, showlegend=(j == 0 and dash == "solid"),
@@ -114,7 +115,7 @@ def step_time_by_size(runs: list[RunData]) -> Any:
     for i, r in enumerate(runs):
         if r.step_time:
             st = dict(sorted(r.step_time.items()))
-            budget = r.metrics.get("realised_budget")
+            budget = r.metrics.get(k.REALISED_BUDGET)
             name = r.label + (f" (realised budget {budget:.3f})" if budget is not None else "")
             fig.add_trace(go.Bar(x=[f"{s} px" for s in st], y=list(st.values()), name=name, marker_color=colour(i)))
     fig.update_layout(barmode="group")

@@ -5,8 +5,8 @@ nothing. Every figure and table is a ``<section>`` with an id the table of conte
 
 Example:
     >>> from mixsize_ray.report.runs import RunData
-    >>> runs = [RunData("a" * 32, "fixed", "FINISHED", params={"regime.mode": "fixed"}, metrics={"val_top1": 0.9},
-    ...                 curve={"top1_calibrated_vs_size": {16: 0.1, 32: 0.99}})]
+    >>> runs = [RunData("a" * 32, "fixed", "FINISHED", params={"regime.mode": "fixed"}, metrics={keys.VAL_TOP1: 0.9},
+    ...                 curve={keys.TOP1_CALIBRATED_VS_SIZE: {16: 0.1, 32: 0.99}})]
     >>> html = render(runs, None, title="demo")
     >>> html.count('<div id="fig-'), "<script src=" in html, html.count("Plotly.newPlot")
     (5, False, 5)
@@ -22,11 +22,12 @@ from typing import Any
 
 from mixsize_ray.report import figures as fg
 from mixsize_ray.report.runs import RunData, SearchData
+from mixsize_ray.tracking import keys
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "dashboards" / "report" / "report.html"
 _FALLBACK = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>$title</title><script>$plotly_js</script>"
              "</head><body><h1>$title</h1><p>$subtitle</p><nav>$toc</nav>$sections</body></html>")
-RUN_COLUMNS = ("status", "regime.mode", "val_top1", "step", "images_per_s", "realised_budget")
+RUN_COLUMNS = ("status", "regime.mode", keys.VAL_TOP1, keys.GLOBAL_STEP, keys.IMAGES_PER_S, keys.REALISED_BUDGET)
 
 
 def _table(header: list[str], rows: list[list[Any]], table_id: str) -> str:
@@ -42,12 +43,12 @@ def _table(header: list[str], rows: list[list[Any]], table_id: str) -> str:
 
 def runs_table(runs: list[RunData]) -> str:
     """Every run with its main metrics and calibrated top-1 at each size (sortable by any column)."""
-    sizes = sorted({s for r in runs for s in r.curve_of("top1_calibrated_vs_size")})
+    sizes = sorted({s for r in runs for s in r.curve_of(keys.TOP1_CALIBRATED_VS_SIZE)})
     header = ["run", *RUN_COLUMNS, *[f"cal top-1 @{s}px" for s in sizes]]
     rows = []
     for r in runs:
         vals = {**r.params, **r.metrics, "status": r.status}
-        cal = r.curve_of("top1_calibrated_vs_size")
+        cal = r.curve_of(keys.TOP1_CALIBRATED_VS_SIZE)
         rows.append([r.label, *[_num(vals.get(c)) for c in RUN_COLUMNS], *[cal.get(s) for s in sizes]])
     return _table(header, rows, "runs-table")
 

@@ -3,8 +3,8 @@ search, its parent run's trials table and importances.
 
 Example:
     >>> r = RunData("0" * 32, "demo", "FINISHED", params={"regime.mode": "B+", "regime.p_16": "0.5",
-    ...             "regime.p_32": "0.5"}, curve={"top1_calibrated_vs_size": {16: 0.6, 32: 0.9}})
-    >>> r.label, r.size_shares, r.curve_of("top1_calibrated_vs_size")
+    ...             "regime.p_32": "0.5"}, curve={keys.TOP1_CALIBRATED_VS_SIZE: {16: 0.6, 32: 0.9}})
+    >>> r.label, r.size_shares, r.curve_of(keys.TOP1_CALIBRATED_VS_SIZE)
     ('demo (B+)', {16: 0.5, 32: 0.5}, {16: 0.6, 32: 0.9})
 """
 
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixsize_ray.errors import ConfigError, one_line
+from mixsize_ray.tracking import keys
 from mixsize_ray.tracking.params import SEARCH_TAG
 
-CURVE_KEYS = ("top1_vs_size", "top1_calibrated_vs_size", "gflops_vs_size")
-EPOCH_KEYS = ("loss", "train_top1", "val_top1", "lr", "grad_norm", "grad_norm_smoothed", "realised_budget",
-              "images_per_s")
+CURVE_KEYS = (keys.TOP1_VS_SIZE, keys.TOP1_CALIBRATED_VS_SIZE, keys.GFLOPS_VS_SIZE)
+EPOCH_KEYS = (keys.LOSS, keys.TRAIN_TOP1, keys.VAL_TOP1, keys.LR, keys.GRAD_NORM, keys.GRAD_NORM_SMOOTHED,
+              keys.REALISED_BUDGET, keys.IMAGES_PER_S)
 
 
 @dataclass
@@ -119,8 +120,7 @@ def load_run(client: Any, run: Any) -> RunData:
     for key in EPOCH_KEYS:
         if key in have:
             data.history[key] = sorted((int(m.step), m.value) for m in client.get_metric_history(rid, key))
-    data.step_time = {int(k.rsplit("_", 1)[1]): v for k, v in have.items()
-                      if k.startswith("step_time_") and k.rsplit("_", 1)[1].isdigit()}
+    data.step_time = {keys.size_of_step_time(k): v for k, v in have.items() if keys.size_of_step_time(k) is not None}
     text = _artifact(client, rid, "regime.json")
     data.regime = json.loads(text) if text else None
     return data

@@ -30,11 +30,12 @@ from typing import Any
 
 from mixsize_ray.errors import one_line
 from mixsize_ray.tracking.curve import curve_metrics, epoch_metrics
+from mixsize_ray.tracking.keys import LOSS, TOP1_VS_SIZE
 from mixsize_ray.tracking.spool import Spool, now_ms, replay, send
 from mixsize_ray.tracking.uri import request_limits
 
-EPOCH_KEY = "loss"  # every epoch logs it: its steps are the epochs the run holds
-CURVE_KEY = "top1_vs_size"
+EPOCH_KEY = LOSS  # every epoch logs it: its steps are the epochs the run holds
+CURVE_KEY = TOP1_VS_SIZE
 
 
 def _reason(e: BaseException) -> str:

@@ -304,6 +304,7 @@ def search_page(spec: SearchSpec, exp: Path, meta: dict[str, Any]) -> Path | Non
 
 def finish(spec: SearchSpec, study: Any, exp: Path, meta: dict[str, Any], parent: Any) -> SearchSummary:
     """Report files, MLflow parent (children of untrained trials, best values, artifacts), summary."""
+    from mixsize_ray.tracking import keys
     from mixsize_ray.tune.report import build_report
 
     rep = build_report(spec, study, exp, exp.name)
@@ -313,11 +314,11 @@ def finish(spec: SearchSpec, study: Any, exp: Path, meta: dict[str, Any], parent
             if reason:
                 parent.log_infeasible_child(t.number, {**t.params, "trial_number": t.number}, reason)
         if rep.best is not None:
-            parent.log_metrics({f"best.{o.name}": v for o, v in zip(spec.objectives, rep.best.values, strict=True)})
+            parent.log_metrics({keys.best_key(o.name): v for o, v in zip(spec.objectives, rep.best.values, strict=True)})
             parent.client.set_tag(parent.run_id, "best_trial", str(rep.best.number))
         for obj, imp in rep.importances.items():
             if isinstance(imp, dict):
-                parent.log_metrics({f"importance.{obj}.{k}": v["importance"] for k, v in imp["importances"].items()
+                parent.log_metrics({keys.importance_key(obj, k): v["importance"] for k, v in imp["importances"].items()
                                     if isinstance(v["importance"], float)})
         parent.log_artifacts([exp / META, *rep.paths.values()])
         html = search_page(spec, exp, meta)  # reads the trials table and importances just logged

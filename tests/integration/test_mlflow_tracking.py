@@ -103,16 +103,17 @@ def test_curve_is_a_metric_whose_steps_are_the_sizes(tracked):
     c, rid = tracked.client, tracked.run.info.run_id
     sweep = json.loads(Path(tracked.summary.sweep_json).read_text())
     want = {r["size"]: r for r in sweep["sizes"]}
-    for key, field in (("top1_vs_size", "top1"), ("top1_calibrated_vs_size", "top1_calibrated")):
+    for key, field in (("accuracy_vs_size/top1", "top1"), ("accuracy_vs_size/top1_calibrated", "top1_calibrated")):
         hist = c.get_metric_history(rid, key)
         assert sorted(m.step for m in hist) == [16, 32, 48], key
         assert all(m.value == pytest.approx(want[m.step][field]) for m in hist)
     metrics = tracked.run.data.metrics
-    assert metrics["top1_at_32"] == pytest.approx(want[32]["top1"])
-    assert metrics["top1_calibrated_at_48"] == pytest.approx(want[48]["top1_calibrated"])
-    assert metrics["top1_per_gflop_at_16"] == pytest.approx(want[16]["top1_per_gflop"])
-    assert [m.step for m in c.get_metric_history(rid, "loss")] == [0, 1]  # per epoch
-    assert [m.step for m in c.get_metric_history(rid, "val_top1")] == [0, 1]
+    assert metrics["at_size/top1_32"] == pytest.approx(want[32]["top1"])
+    assert metrics["at_size/top1_calibrated_48"] == pytest.approx(want[48]["top1_calibrated"])
+    per_gflop = {m.step: m.value for m in c.get_metric_history(rid, "flops_vs_size/top1_per_gflop")}
+    assert per_gflop[16] == pytest.approx(want[16]["top1_per_gflop"])
+    assert [m.step for m in c.get_metric_history(rid, "train/loss")] == [0, 1]  # per epoch
+    assert [m.step for m in c.get_metric_history(rid, "val/top1")] == [0, 1]
 
 
 def test_artifacts_and_checkpoint_run_id(tracked, tmp_path):
@@ -163,7 +164,7 @@ def _wait_for_text(driver, text: str, timeout_s: float = 90) -> None:
 
 def test_mlflow_ui_shows_the_run_and_its_curve(tracked, server, tmp_path):
     rid, exp = tracked.run.info.run_id, tracked.run.info.experiment_id
-    key = "top1_calibrated_vs_size"
+    key = "accuracy_vs_size/top1_calibrated"
     ARTIFACTS.mkdir(exist_ok=True)
     driver = _chromium(tmp_path)
     from selenium.webdriver.common.by import By
@@ -203,11 +204,11 @@ def test_worker_killed_after_its_mlflow_write_loses_and_duplicates_nothing(track
     runs = c.search_runs([tracked.run.info.experiment_id], filter_string="tags.`train.name` = 'faulty'")
     assert [r.info.run_id for r in runs] == [rid] and c.get_run(rid).info.status == "FINISHED"
     ref = tracked.run.info.run_id
-    for key in ("loss", "train_top1", "val_top1"):
+    for key in ("train/loss", "train/top1", "val/top1"):
         got = [(m.step, m.value) for m in c.get_metric_history(rid, key)]
         want = [(m.step, m.value) for m in c.get_metric_history(ref, key) if m.step < 2]
         assert sorted(got) == sorted(want), key  # same values, each epoch once
-    assert sorted(m.step for m in c.get_metric_history(rid, "top1_calibrated_vs_size")) == [16, 32, 48]
+    assert sorted(m.step for m in c.get_metric_history(rid, "accuracy_vs_size/top1_calibrated")) == [16, 32, 48]
     models = c.search_logged_models([tracked.run.info.experiment_id], filter_string=f"source_run_id = '{rid}'")
     assert [str(m.status).rsplit(".", 1)[-1] for m in models] == ["READY"]
 
@@ -244,7 +245,7 @@ def test_driver_killed_before_its_first_checkpoint_leaves_one_run(tracked, serve
     runs = c.search_runs([exp], filter_string=name_filter)
     assert [r.info.run_id for r in runs] == [first.info.run_id] == [summary.mlflow_run_id]
     assert runs[0].info.status == "FINISHED"
-    assert sorted(m.step for m in c.get_metric_history(summary.mlflow_run_id, "loss")) == [0, 1]
+    assert sorted(m.step for m in c.get_metric_history(summary.mlflow_run_id, "train/loss")) == [0, 1]
 
 
 def test_resume_reattaches_to_the_same_run(tracked, server):
@@ -255,7 +256,7 @@ def test_resume_reattaches_to_the_same_run(tracked, server):
     c = tracked.client
     runs = c.search_runs([tracked.run.info.experiment_id], filter_string="tags.`train.name` = 'tracked'")
     assert [r.info.run_id for r in runs] == [rid]
-    assert [m.step for m in c.get_metric_history(rid, "loss")] == [0, 1, 2]
+    assert [m.step for m in c.get_metric_history(rid, "train/loss")] == [0, 1, 2]
     run = c.get_run(rid)
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "2" and run.data.tags["changed.train.epochs"] == "2 -> 3"
@@ -285,18 +286,18 @@ def test_server_gone_mid_run_training_goes_on_and_nothing_is_lost(ray_local, sha
         spool = Spool(out / "downed" / "mlflow_spool")
         kinds = [r["kind"] for r in spool.records()]
         assert {"metrics", "artifact", "model", "status"} <= set(kinds)
-        assert any(r["kind"] == "metrics" and any(m[0] == "loss" and m[2] == 1 for m in r["metrics"])
+        assert any(r["kind"] == "metrics" and any(m[0] == "train/loss" and m[2] == 1 for m in r["metrics"])
                    for r in spool.records())
         srv.start()  # the server comes back (same port, same store)
         c = srv.client()
         run_id = summary.mlflow_run_id
-        assert [m.step for m in c.get_metric_history(run_id, "loss")] == [0]  # epoch 0 made it before
+        assert [m.step for m in c.get_metric_history(run_id, "train/loss")] == [0]  # epoch 0 made it before
         assert main(["mlflow-sync", str(spool.directory)]) == 0
         assert not spool.path.exists()
         run = c.get_run(run_id)
         assert run.info.status == "FINISHED"
-        assert [m.step for m in c.get_metric_history(run_id, "loss")] == [0, 1]
-        assert sorted(m.step for m in c.get_metric_history(run_id, "top1_calibrated_vs_size")) == [16, 32, 48]
+        assert [m.step for m in c.get_metric_history(run_id, "train/loss")] == [0, 1]
+        assert sorted(m.step for m in c.get_metric_history(run_id, "accuracy_vs_size/top1_calibrated")) == [16, 32, 48]
         assert {"sweep.json", "sweep.png"} <= {f.path for f in c.list_artifacts(run_id)}
         assert len(run.outputs.model_outputs) == 1
     finally:

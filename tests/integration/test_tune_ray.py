@@ -109,7 +109,7 @@ def test_mlflow_parent_with_its_trials(smoke_search):
     c = MlflowClient(f"sqlite:///{db}")
     parent = c.get_run(summary.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == summary.experiment_dir.name
-    assert parent.data.params["search.num_samples"] == "4" and "best.top1_cal_32" in parent.data.metrics
+    assert parent.data.params["search.num_samples"] == "4" and "best/top1_cal_32" in parent.data.metrics
     arts = {a.path for a in c.list_artifacts(summary.parent_run_id)}
     assert {"space.yaml", "best.yaml", "trials.csv", "curves.png", "importances.json", "search.json",
             "report.html"} <= arts

@@ -36,7 +36,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path, stop):
     exp = client.create_experiment("ui-test")
     run_id = client.create_run(exp, run_name="shown").info.run_id
     for s, v in ((16, 0.5), (32, 0.9)):
-        client.log_metric(run_id, "top1_calibrated_vs_size", v, step=s)
+        client.log_metric(run_id, "accuracy_vs_size/top1_calibrated", v, step=s)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mixsize_ray.cli", "ui", "--port", str(port),
                              "--backend-store-uri", uri], cwd=tmp_path, stdout=subprocess.PIPE,

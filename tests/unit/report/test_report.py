@@ -70,9 +70,9 @@ def test_the_runs_come_back_with_their_numbers(store):
     runs, search = select(uri, Selection(experiment="rep"))
     assert search is None and [r.run_id for r in runs] == [ids["fixed"], ids["D+"], child]  # not the search parent
     fixed, mixed, _ = runs
-    assert fixed.curve_of("top1_calibrated_vs_size") == CURVES["fixed"]
+    assert fixed.curve_of("accuracy_vs_size/top1_calibrated") == CURVES["fixed"]
     assert mixed.size_shares == {16: 0.2, 24: 0.3, 32: 0.3, 40: 0.2}
-    assert mixed.history["loss"] == [(0, 2.0), (1, 1.5), (2, 1.0)]
+    assert mixed.history["train/loss"] == [(0, 2.0), (1, 1.5), (2, 1.0)]
     assert mixed.step_time == {16: 0.21, 32: 0.2}
     assert [e["size"] for e in mixed.regime["entries"]] == [16, 24, 32, 40]
 

@@ -78,7 +78,7 @@ def test_the_worker_logs_to_the_drivers_run_and_creates_or_deletes_nothing(store
     tracker.log_epoch({"epoch": 0, "loss": 1.5})
     assert tracker.close() == 0 and tracker.run_id == info.run_id
     assert {(r.info.run_id, r.info.lifecycle_stage) for r in _runs(client)} == before
-    assert client.get_metric_history(info.run_id, "loss")[0].value == 1.5
+    assert client.get_metric_history(info.run_id, "train/loss")[0].value == 1.5
     assert finish_run(info, "FINISHED", log=lambda m: None) == 0
     assert client.get_run(info.run_id).info.status == "FINISHED"
 

@@ -45,7 +45,7 @@ def test_dead_server_spools_with_one_warning(tmp_path):
     recs = Spool(tmp_path / "spool").records()
     assert [r["kind"] for r in recs] == ["metrics", "metrics", "metrics", "artifact", "artifact"]
     assert all(r["run_id"] == "0" * 32 and r["uri"] == uri for r in recs)
-    assert recs[0]["metrics"] == [["loss", 2.0, 0, recs[0]["metrics"][0][3]]]
+    assert recs[0]["metrics"] == [["train/loss", 2.0, 0, recs[0]["metrics"][0][3]]]
     assert all(open(r["path"], "rb").read() for r in recs if r["kind"] == "artifact")
     warnings = [m for m in lines if "cannot log" in m]
     assert len(warnings) == 1 and uri in warnings[0] and "spool.jsonl" in warnings[0]
@@ -72,9 +72,9 @@ def test_recovery_drains_the_spool_in_order(tmp_path, sqlite_store):
     assert t.log_epoch({"epoch": 2, "loss": 1.0})
     assert not t.offline and t.pending() == 0 and not Spool(tmp_path / "spool").path.exists()
     assert any("reachable again; sent 4" in m for m in lines)
-    hist = client.get_metric_history(run_id, "loss")
+    hist = client.get_metric_history(run_id, "train/loss")
     assert [(m.step, m.value) for m in hist] == [(0, 3.0), (1, 2.0), (2, 1.0)]
-    assert [m.step for m in client.get_metric_history(run_id, "top1_vs_size")] == [16, 32]
+    assert [m.step for m in client.get_metric_history(run_id, "accuracy_vs_size/top1")] == [16, 32]
     assert {f.path for f in client.list_artifacts(run_id)} >= {"sweep.json", "sweep.png"}
     assert t.close() == 0
 
@@ -87,8 +87,8 @@ def test_mlflow_sync_sends_a_spool_later(tmp_path, sqlite_store, capsys):
     t.log_sweep(_doc(), _files(tmp_path), epoch=0)
     assert main(["mlflow-sync", str(tmp_path / "spool"), "--uri", uri]) == 0
     assert "sent 4 records; 0 left" in capsys.readouterr().out
-    assert client.get_metric_history(run_id, "val_top1")[0].value == 0.25
-    assert client.get_run(run_id).data.metrics["top1_at_32"] == 0.8
+    assert client.get_metric_history(run_id, "val/top1")[0].value == 0.25
+    assert client.get_run(run_id).data.metrics["at_size/top1_32"] == 0.8
     assert replay(tmp_path / "spool", uri) == (0, 0)
 
 

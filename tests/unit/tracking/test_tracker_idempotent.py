@@ -31,8 +31,8 @@ def test_a_retried_epoch_is_logged_once(sqlite_store, tmp_path):
     again = _tracker(uri, run_id, tmp_path, logs)
     assert again.log_epoch({"epoch": 1, "loss": 1.5, "val_top1": 0.3})
     again.log_epoch({"epoch": 2, "loss": 1.0, "val_top1": 0.6})
-    assert _history(client, run_id, "loss") == [(0, 2.0), (1, 1.5), (2, 1.0)]
-    assert _history(client, run_id, "val_top1") == [(0, 0.1), (1, 0.3), (2, 0.6)]
+    assert _history(client, run_id, "train/loss") == [(0, 2.0), (1, 1.5), (2, 1.0)]
+    assert _history(client, run_id, "val/top1") == [(0, 0.1), (1, 0.3), (2, 0.6)]
     assert any("epoch 1 is already in run" in m for m in logs)
 
 
@@ -43,8 +43,8 @@ def test_the_curve_is_logged_once(sqlite_store, tmp_path):
                       "gflops": 0.01 * s, "top1_per_gflop": 1.0} for s in (16, 32)]}
     for _ in range(2):
         _tracker(uri, run_id, tmp_path, []).log_sweep(doc, [], epoch=3)
-    assert _history(client, run_id, "top1_vs_size") == [(16, 0.16), (32, 0.32)]
-    assert _history(client, run_id, "top1_at_32") == [(3, 0.32)]
+    assert _history(client, run_id, "accuracy_vs_size/top1") == [(16, 0.16), (32, 0.32)]
+    assert _history(client, run_id, "at_size/top1_32") == [(3, 0.32)]
 
 
 def test_an_orphan_pending_model_is_removed_and_the_model_logged_once(sqlite_store, tmp_path):
