@@ -25,22 +25,27 @@ class StepOutcome:
         targets: ``[N]`` labels.
         grad_norm: ``[]`` the global gradient norm before smoothing, or None (no smoothing, or AMP's scaler
             owns non-finite gradients).
+        grad_norm_smoothed: ``[]`` the smoothed norm the gradient was rescaled to, or None.
     """
 
     loss: Tensor
     logits: Tensor
     targets: Tensor
     grad_norm: Tensor | None = None
+    grad_norm_smoothed: Tensor | None = None
 
 
 @dataclass(frozen=True)
 class Reading:
-    """One host read: the last step's loss and the first non-finite step (-1: none) with its loss."""
+    """One host read: the last step's loss and the first non-finite step (-1: none) with its loss; the last
+    step's gradient norm, raw and smoothed (NaN: not known)."""
 
     last_loss: float
     first_bad: int
     bad_loss: float
     bad_grad_norm: float
+    grad_norm: float = float("nan")
+    grad_norm_smoothed: float = float("nan")
 
 
 class EpochSums:
@@ -64,6 +69,9 @@ class EpochSums:
         self.bad_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         self.bad_grad_norm = torch.zeros((), dtype=torch.float64, device=self.device)
         self.last_loss: Tensor | None = None
+        self._zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._nan = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+        self.last_grad_norm, self.last_grad_norm_smoothed = self._nan, self._nan
         self.views = 0
         self.sizes: list[int] = []
 
@@ -72,10 +80,13 @@ class EpochSums:
         n = int(step.logits.shape[0])
         loss = step.loss.double()
         finite = torch.isfinite(loss)
-        grad = torch.zeros((), dtype=torch.float64, device=self.device)
+        grad = self._zero
         if step.grad_norm is not None:
             grad = step.grad_norm.double()
             finite = finite & torch.isfinite(grad)
+            self.last_grad_norm = grad
+        if step.grad_norm_smoothed is not None:
+            self.last_grad_norm_smoothed = step.grad_norm_smoothed.double()
         first = (self.first_bad < 0) & ~finite
         self.first_bad = torch.where(first, len(self.sizes), self.first_bad)
         self.bad_loss = torch.where(first, loss, self.bad_loss)
@@ -87,11 +98,11 @@ class EpochSums:
         self.sizes.append(size)
 
     def read(self) -> Reading:
-        """One host sync: the last loss and the first non-finite step."""
-        last = self.last_loss if self.last_loss is not None else torch.full((), float("nan"), dtype=torch.float64,
-                                                                              device=self.device)
-        values = torch.stack([last, self.first_bad.double(), self.bad_loss, self.bad_grad_norm]).tolist()
-        return Reading(values[0], int(values[1]), values[2], values[3])
+        """One host sync: the last loss, the first non-finite step and the last gradient norms."""
+        last = self.last_loss if self.last_loss is not None else self._nan
+        values = torch.stack([last, self.first_bad.double(), self.bad_loss, self.bad_grad_norm,
+                              self.last_grad_norm, self.last_grad_norm_smoothed]).tolist()
+        return Reading(values[0], int(values[1]), values[2], values[3], values[4], values[5])
 
     def totals(self, world_size: int = 1) -> tuple[float, float, int]:
         """``(loss x views, correct, views)`` summed over ranks when torch.distributed runs with

@@ -35,14 +35,16 @@ from mixsize_ray.core.smoothing import GradientSmoother
 from mixsize_ray.core.weight_decay import param_groups
 from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
-from mixsize_ray.train.epoch_sums import EpochSums, StepOutcome
+from mixsize_ray.train.epoch_sums import EpochSums, Reading, StepOutcome
+from mixsize_ray.train.live_metrics import LiveMetrics, Progress, StepTiming
 
 LOG_EVERY = 20  # steps between progress lines on rank 0 (and between host reads of loss and finite flag)
 
 
 @dataclass(frozen=True)
 class _StepLine:
-    """What a progress line names: step ``k`` of ``n_steps`` in ``epoch`` at (size, batch, duplicates), LR."""
+    """What a progress line names: step ``k`` of ``n_steps`` in ``epoch`` at (size, batch, duplicates), LR,
+    and the epoch's realised budget so far."""
 
     epoch: int
     k: int
@@ -51,6 +53,7 @@ class _StepLine:
     batch: int
     duplicates: int
     lr: float
+    budget: float
 
 
 def _distributed() -> bool:
@@ -158,6 +161,7 @@ class TrainingLoop:
         self._sums: EpochSums | None = None  # the running epoch's device-side sums
         self.log_every = LOG_EVERY
         self.last_step_times: dict[int, list[float]] = {}  # seconds per step by size, of the last epoch
+        self.live: LiveMetrics | None = None  # live metrics (Ray workers set it: mixsize_ray.train.worker)
 
     def _table(self, table: RegimeTable | None, world_size: int) -> RegimeTable:
         """The driver's solved table (checked against this rank's data and world), or solved here for a
@@ -228,7 +232,9 @@ class TrainingLoop:
         t_epoch = time.perf_counter()
         t_last = t_epoch
         lr = self.lr_schedule.lr(self.global_step, self.table.base_batch)
+        live = self.live
         for k, batch in enumerate(self.loader):
+            t_got = time.perf_counter()
             x, y, size, dup = batch.images, batch.targets, batch.size, batch.duplicates
             global_batch = x.shape[0] // dup * self.world_size
             x = x.to(self.device, non_blocking=True)
@@ -254,11 +260,15 @@ class TrainingLoop:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            grad_norm = self.smoother.last_norm if self.smoother is not None and self.scaler is None else None
-            sums.add(StepOutcome(loss.detach(), logits.detach(), y, grad_norm), size)
+            grad_norm = smoothed = None
+            if self.smoother is not None and self.scaler is None:
+                grad_norm, smoothed = self.smoother.last_norm, self.smoother.smoothed_norm
+            sums.add(StepOutcome(loss.detach(), logits.detach(), y, grad_norm, smoothed), size)
             budget += size * size * global_batch * dup / self.table.target_cost
             now = time.perf_counter()
             step_time[size].append(now - t_last)
+            if live is not None:
+                live.step(StepTiming(size, now - t_last, int(x.shape[0]), t_got - t_last))
             t_last = now
             self.global_step += 1
             if on_step is not None:
@@ -268,7 +278,8 @@ class TrainingLoop:
                 finally:
                     self._in_epoch_step = None
             if k % self.log_every == 0 or k == n_steps - 1:
-                self._log_step(_StepLine(epoch, k, n_steps, size, global_batch, dup, lr), now - t_epoch)
+                self._log_step(_StepLine(epoch, k, n_steps, size, global_batch, dup, lr, budget / (k + 1)),
+                               now - t_epoch)
         elapsed = time.perf_counter() - t_epoch
         self.check_finite()
         digest = self.check_ranks_agree(shapes)
@@ -291,13 +302,20 @@ class TrainingLoop:
             metrics["grad_norm"], metrics["grad_norm_smoothed"] = raw, smoothed
         for s, times in self.last_step_times.items():
             metrics[f"step_time_{s}"] = sum(times) / len(times)
+        if live is not None:
+            live.flush(Progress(metrics.get("grad_norm"), metrics.get("grad_norm_smoothed"),
+                                metrics["realised_budget"]))
         self.epoch += 1
         self.start_step = 0
         return metrics
 
     def _log_step(self, line: _StepLine, elapsed: float) -> None:
-        """The progress line of step ``line.k`` (one host read of the running loss and the finite flag)."""
-        loss = self.check_finite()
+        """The progress line of step ``line.k`` (one host read of the running loss, the finite flag and the
+        gradient norms); the live metrics are sent here too."""
+        r = self._read_checked()
+        loss = r.last_loss
+        if self.live is not None:
+            self.live.flush(Progress(r.grad_norm, r.grad_norm_smoothed, line.budget))
         rate = self._sums.views * self.world_size / max(elapsed, 1e-9)
         self.log(f"epoch {line.epoch} step {self.start_step + line.k + 1}/{self.start_step + line.n_steps} "
                  f"size {line.size} B {line.batch} D {line.duplicates} loss {loss:.4f} "
@@ -308,16 +326,20 @@ class TrainingLoop:
         norm), naming the first such step and its size; else return the last step's loss (NaN before the
         first step). One host sync: a callback saving state mid-epoch calls it first, so that no checkpoint
         holds weights a non-finite step touched."""
+        return self._read_checked().last_loss
+
+    def _read_checked(self) -> Reading:
+        """:meth:`check_finite`'s one read, all of it."""
         sums = self._sums
         if sums is None:
-            return float("nan")
+            return Reading(float("nan"), -1, float("nan"), float("nan"))
         r = sums.read()
         if r.first_bad >= 0:
             at = f"at epoch {self.epoch} step {self.start_step + r.first_bad} (size {sums.sizes[r.first_bad]})"
             if math.isfinite(r.bad_loss):
                 raise FloatingPointError(f"non-finite gradient norm {r.bad_grad_norm} {at}, loss {r.bad_loss:.4g}")
             raise FloatingPointError(f"non-finite loss {r.bad_loss} {at}")
-        return r.last_loss
+        return r
 
     def check_ranks_agree(self, shapes: list[tuple[int, int]]) -> int:
         """All-gather this epoch's (S, views-per-rank) sequence digest; raise if any rank differs.
@@ -354,10 +376,13 @@ class TrainingLoop:
         from mixsize_ray.core.calibration import calibrate_sizes_together
 
         sizes = sizes or self.sweep_sizes()
+        t0 = time.perf_counter()
         self.bn_cache = calibrate_sizes_together(
             unwrap(self.model), self.data.calibration_together(sizes, self.rank),
             num_batches=self.cfg.train.calibrate_batches, device=self.device,
         )
+        if self.live is not None:
+            self.live.calibration(time.perf_counter() - t0)
         return self.bn_cache
 
     def sweep(self, sizes: list[int] | None = None, progress: bool = True):

@@ -25,6 +25,7 @@ from mixsize_ray.config import config_from_dict
 from mixsize_ray.core.sweep_metrics import sweep_report
 from mixsize_ray.train.checkpoint import load_good, save_checkpoint
 from mixsize_ray.train.fault import die, should_fail
+from mixsize_ray.train.live_metrics import LiveMetrics, LiveRun
 from mixsize_ray.train.loop import TrainingLoop
 
 SWEEP_JSON = "sweep.json"
@@ -69,6 +70,18 @@ def _track_epoch(tracker, loop: TrainingLoop, metrics: dict[str, Any], sweep_doc
     metrics["mlflow_pending"] = tracker.close()
 
 
+def _live_metrics(loop: TrainingLoop, rank: int) -> LiveMetrics | None:
+    """This worker's live metrics (``ray.util.metrics``, exported by Ray's metrics agent); None, with a
+    warning, when they cannot be made: live panels are not worth a failed run."""
+    try:
+        live = LiveMetrics(LiveRun(loop.cfg.train.name, rank))
+        live.start({e.size: e.step_share for e in loop.table.entries})
+        return live
+    except Exception as e:  # noqa: BLE001
+        _log(f"WARNING: live metrics are off ({type(e).__name__}: {e})")
+        return None
+
+
 def train_func(config: dict[str, Any]) -> None:
     """Per-worker entry point for :class:`ray.train.torch.TorchTrainer`.
 
@@ -82,6 +95,7 @@ def train_func(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     loop = TrainingLoop(cfg, rank=rank, world_size=world, device=device,
                         wrap_model=ray.train.torch.prepare_model, log=_log, table=config.get("table"))
+    loop.live = _live_metrics(loop, rank)
     run_id = (config.get("tracking") or {}).get("run_id")
     extra: dict[str, Any] = {"mlflow_run_id": run_id}
     checkpoint = ray.train.get_checkpoint()
