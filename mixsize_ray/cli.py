@@ -18,7 +18,7 @@ EXIT_RUN_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 # subcommand modules under mixsize_ray.commands, in --help order
-COMMANDS = ("regime", "train", "evaluate", "preview", "demo", "tune", "report", "ui", "dashboard", "mlflow_sync")
+COMMANDS = ("regime", "train", "evaluate", "pick", "preview", "demo", "tune", "report", "ui", "dashboard", "mlflow_sync")
 
 
 class OneLineParser(argparse.ArgumentParser):
