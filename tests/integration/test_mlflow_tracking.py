@@ -193,6 +193,30 @@ def test_mlflow_ui_shows_the_run_and_its_curve(tracked, server, tmp_path):
         assert (ARTIFACTS / name).stat().st_size > 10_000
 
 
+def test_the_chart_view_opens_on_the_accuracy_vs_size_section(tracked, server, tmp_path):
+    """The experiment's chart view, as a user opens it (no search typed): the first section is
+    accuracy_vs_size, expanded, drawing the run's calibrated curve; the other sections come after it."""
+    exp = tracked.run.info.experiment_id
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver = _chromium(tmp_path)
+    from selenium.webdriver.common.by import By
+
+    try:
+        driver.get(f"{server.url}/#/experiments/{exp}/runs?compareRunsMode=CHART")
+        _wait_for_text(driver, "tracked (accuracy_vs_size/top1_calibrated)")  # a drawn chart's legend entry
+        time.sleep(2)
+        driver.save_screenshot(str(ARTIFACTS / "mlflow_chart_view.png"))
+        lines = driver.find_element(By.TAG_NAME, "body").text.splitlines()
+    finally:
+        driver.quit()
+    sections = [name for name in ("accuracy_vs_size", "at_size", "flops_vs_size", "step_time", "train", "val",
+                                  "Model metrics", "System metrics") if name in lines]
+    assert sections[0] == "accuracy_vs_size" and len(sections) >= 6, sections
+    first = lines.index("accuracy_vs_size")
+    assert all(lines.index(s) > first for s in sections[1:])
+    assert (ARTIFACTS / "mlflow_chart_view.png").stat().st_size > 10_000
+
+
 def test_worker_killed_after_its_mlflow_write_loses_and_duplicates_nothing(tracked, server, tmp_path):
     """Rank 0 dies hard (``os._exit``) right after epoch 0 reached MLflow and before its checkpoint was
     reported; Ray Train restarts the worker group (``train.max_failures=1``, the default). The run finishes
