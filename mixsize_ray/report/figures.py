@@ -57,7 +57,8 @@ def accuracy_vs_size(runs: list[RunData]) -> Any:
 
 
 def accuracy_vs_gflops(runs: list[RunData]) -> Any:
-    """Calibrated top-1 vs GFLOPs per image, one point per size (labelled with it)."""
+    """Calibrated top-1 vs GFLOPs per image, one point per size (labelled with it); a star marks the size a
+    run serves at (``mixsize-ray pick --register``)."""
     go = _go()
     fig = go.Figure()
     for i, r in enumerate(runs):
@@ -67,6 +68,11 @@ def accuracy_vs_gflops(runs: list[RunData]) -> Any:
             fig.add_trace(go.Scatter(x=[flops[s] for s in sizes], y=[100 * acc[s] for s in sizes], name=r.label,
                                      mode="lines+markers+text", text=[f"{s}px" for s in sizes],
                                      textposition="top center", line={"color": colour(i)}))
+        picked = r.serving_size
+        if picked in sizes:  # the size `mixsize-ray pick --register` chose to serve
+            fig.add_trace(go.Scatter(x=[flops[picked]], y=[100 * acc[picked]], name=f"{r.label} serves {picked}px",
+                                     mode="markers", marker={"symbol": "star", "size": 16, "color": colour(i),
+                                                             "line": {"width": 1, "color": "black"}}))
     return _layout(fig, "Top-1 (calibrated) vs compute per image", "GFLOPs per image", "top-1 (%)")
 
 

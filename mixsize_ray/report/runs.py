@@ -39,6 +39,13 @@ class RunData:
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     step_time: dict[int, float] = field(default_factory=dict)
     regime: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def serving_size(self) -> int | None:
+        """The size ``mixsize-ray pick --register`` chose for this run (its ``serve.size`` tag), if any."""
+        v = self.tags.get(keys.SERVE_SIZE_TAG, "")
+        return int(v) if v.isdigit() else None
 
     @property
     def label(self) -> str:
@@ -113,7 +120,7 @@ def load_run(client: Any, run: Any) -> RunData:
     rid = run.info.run_id
     have = run.data.metrics
     data = RunData(rid, run.info.run_name or rid[:8], run.info.status, params=dict(run.data.params),
-                   metrics=dict(have))
+                   metrics=dict(have), tags=dict(run.data.tags))
     for key in CURVE_KEYS:
         if key in have:
             data.curve[key] = {int(m.step): m.value for m in client.get_metric_history(rid, key)}

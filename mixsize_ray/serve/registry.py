@@ -32,6 +32,7 @@ from torch import nn
 
 from mixsize_ray.core.calibration import BNStatsCache
 from mixsize_ray.errors import ConfigError
+from mixsize_ray.tracking.keys import SERVE_SIZE_TAG
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -134,7 +135,7 @@ def register_choice(reg: Registration, doc: dict[str, Any], model: nn.Module, ca
                                         pip_requirements=pip_requirements(), registered_model_name=reg.name)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(reg.name, reg.alias(size), version)
-    tags = {"serve.size": size, "serve.top1": doc["top1"], "serve.gflops": doc["gflops"],
+    tags = {SERVE_SIZE_TAG: size, "serve.top1": doc["top1"], "serve.gflops": doc["gflops"],
             "serve.constraint": doc["constraint_text"], "serve.device": doc["device"],
             **{f"serve.latency_ms_b{b}": ms for b, ms in doc["latency_ms"].items()}}
     for key, value in tags.items():

@@ -78,6 +78,9 @@ _STEP_TIME = "step_time_"  # the report's per-size key prefix (TrainingLoop.trai
 STEP_TIME_SECTION = "step_time"
 
 
+SERVE_SIZE_TAG = "serve.size"  # run tag: the size `mixsize-ray pick --register` chose to serve
+
+
 def at_size(field: str, size: int) -> str:
     """The scalar key of one curve point, e.g. ``at_size/top1_calibrated_32``."""
     return f"at_size/{field}_{int(size)}"
@@ -105,3 +108,21 @@ def best_key(objective: str) -> str:
 def importance_key(objective: str, param: str) -> str:
     """A search parent's importance of ``param`` for ``objective``."""
     return f"importance/{objective}/{param}"
+
+
+# A PBT trial's size schedule (step = epoch): the p it trained each epoch with, alpha and the base LR.
+SCHEDULE_SECTION = "schedule"
+SCHEDULE_ALPHA = f"{SCHEDULE_SECTION}/smoothing_alpha"
+SCHEDULE_LR = f"{SCHEDULE_SECTION}/lr"
+SCHEDULE_TABLE = f"{SCHEDULE_SECTION}/schedule.json"  # artifact: the stepped table (mlflow.log_table)
+SCHEDULE_FIGURE = f"{SCHEDULE_SECTION}/schedule.png"  # artifact: p per epoch, stacked
+
+
+def schedule_p_key(size: int) -> str:
+    """The share of steps at ``size`` a PBT trial trained with, per epoch: ``schedule/p_16``.
+
+    Example:
+        >>> schedule_p_key(16), SCHEDULE_ALPHA
+        ('schedule/p_16', 'schedule/smoothing_alpha')
+    """
+    return f"{SCHEDULE_SECTION}/p_{int(size)}"

@@ -100,6 +100,19 @@ def test_the_curve_figure_has_one_solid_trace_per_run_and_sizes_in_pixels(store)
     assert list(flops.x) == pytest.approx([0.01, 0.0225, 0.04, 0.0625])
 
 
+def test_the_picked_serving_size_is_starred_on_the_gflops_plot(store):
+    uri, client, ids, *_ = store
+    client.set_tag(ids["D+"], "serve.size", "24")  # what `mixsize-ray pick --register` records
+    try:
+        runs, _ = select(uri, Selection(run_ids=(ids["fixed"], ids["D+"])))
+    finally:
+        client.delete_tag(ids["D+"], "serve.size")
+    assert [r.serving_size for r in runs] == [None, 24]
+    stars = [t for t in fg.accuracy_vs_gflops(runs).data if t.marker.symbol == "star"]
+    assert len(stars) == 1 and stars[0].name == "run-D+ (D+) serves 24px"
+    assert list(stars[0].x) == pytest.approx([0.0225]) and list(stars[0].y) == pytest.approx([90])
+
+
 def test_selection_needs_exactly_one_source():
     with pytest.raises(ConfigError, match="exactly one"):
         Selection(experiment="a", search="b")
