@@ -17,6 +17,7 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 from mixsize_ray.errors import ConfigError
@@ -80,7 +81,9 @@ def disconnect() -> None:
 
 def connect(req: ClusterRequest) -> bool:
     """Connect to ``req.address`` or start a local cluster (loopback only, no dashboard). Returns True when
-    this call initialised Ray (the caller then calls :func:`disconnect`); False when Ray was already up."""
+    this call initialised Ray (the caller then calls :func:`disconnect`); False when Ray was already up.
+    Before a local cluster starts, those that killed drivers left behind are stopped and their folders
+    removed (:mod:`mixsize_ray.train.stale_clusters`)."""
     import ray
 
     if ray.is_initialized():
@@ -89,7 +92,11 @@ def connect(req: ClusterRequest) -> bool:
     if req.address:
         ray.init(address=req.address, log_to_driver=not req.quiet, logging_level=level)
         return True
-    _LOCAL_TEMP.append(tempfile.mkdtemp(prefix=req.temp_prefix))
+    from mixsize_ray.train.stale_clusters import claim, reap_stale
+
+    for gone in reap_stale():  # local clusters of killed drivers: their agents and folders
+        print(f"stopped a local Ray cluster left by a killed run: {gone}", flush=True)
+    _LOCAL_TEMP.append(str(claim(Path(tempfile.mkdtemp(prefix=req.temp_prefix)))))
     ray.init(
         num_cpus=req.local_cpus(),
         include_dashboard=False,

@@ -1,0 +1,69 @@
+"""A `mixsize-ray train` driver killed with SIGKILL leaves its private Ray cluster behind (Ray's agents outlive
+it, and its /tmp/mixsize-ray-* folder stays); the next command stops those processes, removes the folder,
+says so in one line, and leaves no folder of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mixsize_ray.train.stale_clusters import OWNER_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def _owned_by(pid: int) -> list[Path]:
+    out = []
+    for folder in Path(tempfile.gettempdir()).glob("mixsize-ray-*"):
+        try:
+            if json.loads((folder / OWNER_FILE).read_text())["pid"] == pid:
+                out.append(folder)
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+def _users(folder: Path) -> list[int]:
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if any(str(folder) in a for a in (p.info["cmdline"] or [])):
+            out.append(p.info["pid"])
+    return out
+
+
+def test_the_next_command_stops_what_a_killed_driver_left(tmp_path, shapes_cache):
+    argv = [sys.executable, "-m", "mixsize_ray.cli", "train", str(ROOT / "search_spaces/cifar_s28_dplus.yaml"),
+            "--smoke", "--set", "tracking.enabled=false", "--set", f"train.output_dir={tmp_path}",
+            "--set", "train.name=killed"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MIXSIZE_RAY_DATA_DIR": str(shapes_cache)}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not ((owned := _owned_by(driver.pid)) and _users(owned[0])):  # its cluster is up
+            assert driver.poll() is None and time.monotonic() < deadline, "no local cluster within 180 s"
+            time.sleep(0.5)
+        time.sleep(3)
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only, as `kill -9 PID` or an OOM kill would
+        driver.wait()
+    (folder,) = owned
+    assert folder.is_dir()  # nobody removed it
+    before = set(Path(tempfile.gettempdir()).glob("mixsize-ray-*"))
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    lines = [ln for ln in rerun.stdout.splitlines() if "left by a killed run" in ln]
+    assert len(lines) == 1 and str(folder) in lines[0], rerun.stdout[-3000:]
+    assert not folder.exists() and _users(folder) == []
+    assert set(Path(tempfile.gettempdir()).glob("mixsize-ray-*")) == before - {folder}  # the re-run left none
