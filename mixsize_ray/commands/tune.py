@@ -28,5 +28,10 @@ def run(args: argparse.Namespace) -> int:
     spec = load_search_space(args.space, args.overrides, smoke=args.smoke, num_samples=args.num_samples,
                              output_dir=args.out)
     summary = run_search(spec, resume=args.resume, num_samples_given=args.num_samples is not None)
+    if spec.search.pbt is not None:
+        from mixsize_ray.tune.pbt_search import pbt_text
+
+        print(pbt_text(summary), flush=True)
+        return 0
     print_summary(spec, summary)
     return 0

@@ -36,7 +36,7 @@ from mixsize_ray.core.sweep_metrics import sweep_report
 from mixsize_ray.errors import ConfigError, RunFailed, one_line
 from mixsize_ray.train.cluster import ClusterRequest, connect, disconnect
 from mixsize_ray.train.evaluate import Evaluation, eval_func, sweep_from_doc
-from mixsize_ray.train.preflight import Preflight, preflight
+from mixsize_ray.train.preflight import Preflight, Start, preflight
 
 SMOKE_OVERRIDES = [
     "data.train_size=1536",
@@ -94,12 +94,15 @@ class WorkerSpec:
 def training_spec(cfg: Config, facts: Preflight, tracking: dict[str, Any] | None = None,
                   callbacks: Sequence[Any] = ()) -> WorkerSpec:
     """The training workers get the config, the solved table and (``tracking``, a
-    :class:`~mixsize_ray.tracking.TrackingRun` as a dict) the MLflow run rank 0 logs to."""
+    :class:`~mixsize_ray.tracking.TrackingRun` as a dict) the MLflow run rank 0 logs to; with a
+    :class:`~mixsize_ray.train.preflight.Start` also where to start from and after which epoch to stop."""
     from mixsize_ray.train.worker import train_func
 
     loop_config: dict[str, Any] = {"config": cfg.to_dict(), "table": facts.table}
     if tracking:
         loop_config["tracking"] = tracking
+    if facts.start is not None:
+        loop_config["start"] = {"checkpoint": facts.start.checkpoint, "stop_after_epoch": facts.start.stop_after_epoch}
     return WorkerSpec(train_func, loop_config, cfg.ray.num_workers, cfg.train.name, facts.storage, callbacks)
 
 
@@ -140,14 +143,16 @@ def check_gpus(cfg: Config, workers: int) -> None:
 
 
 def launch(cfg: Config, *, job: Evaluation | None = None, callbacks: Sequence[Any] = (),
-           log: Callable[[str], None] | None = None) -> Result:
+           log: Callable[[str], None] | None = None, start: Start | None = None) -> Result:
     """Preflight, connect, decide the MLflow run, fit; return where the results are (see module doc).
 
-    A training failure is re-raised after the MLflow run is marked FAILED (KILLED on Ctrl-C)."""
+    ``start`` (a scheduler's request, e.g. a PBT trial; never set by ``mixsize-ray train``): begin a new run
+    from another run's checkpoint, whose config may differ in ``start.may_change`` only, and/or stop after
+    an epoch. A training failure is re-raised after the MLflow run is marked FAILED (KILLED on Ctrl-C)."""
     say = log or _say
     if job is not None:
         return _evaluate(cfg, job, callbacks)
-    facts = preflight(cfg)
+    facts = preflight(cfg, start=start)
     say(facts.table.format())
     if facts.resume is not None:
         say(f"run '{cfg.train.name}' exists: resuming from {facts.resume.path}")
@@ -155,9 +160,10 @@ def launch(cfg: Config, *, job: Evaluation | None = None, callbacks: Sequence[An
     if cfg.tracking.enabled:  # after the checks: a refused run leaves no MLflow run behind
         from mixsize_ray.tracking import start_run
 
-        tracking = start_run(cfg, storage=facts.storage,
-                             resume_run_id=facts.resume.mlflow_run_id if facts.resume else None, log=say)
-    if facts.completed(cfg.train.epochs):  # nothing to train: the stored last report
+        resume_id = facts.resume.mlflow_run_id if facts.resume else (start.mlflow_run_id if start else None)
+        tracking = start_run(cfg, storage=facts.storage, resume_run_id=resume_id, log=say)
+    if facts.completed(cfg.train.epochs if start is None or start.stop_after_epoch is None
+                       else start.stop_after_epoch + 1):  # nothing to train: the stored last report
         say("run already complete: nothing to train")
         _finish(tracking, "FINISHED", say)
         return Result(run_dir=facts.run_dir, checkpoint=facts.resume.path, metrics=dict(facts.resume.metrics),

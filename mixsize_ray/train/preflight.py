@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,27 @@ from mixsize_ray.train.cluster import check_address
 # Config sections (and keys) that must match for a re-run of the same name to resume it.
 _RESUME_KEYS = ("data", "model", "regime", "optim")
 _RESUME_IGNORED = {"data.num_workers"}
+
+
+@dataclass(frozen=True)
+class Start:
+    """A scheduler's request to begin a run elsewhere than at its own last checkpoint (PBT's exploit step).
+
+    checkpoint: a checkpoint folder of ANOTHER run to start from (used only while the run has none of its own);
+        its config may differ from this run's in the ``may_change`` keys (``section.key``) and nowhere else
+        of data/model/regime/optim. A plain re-run never sets it: a changed regime on resume stays refused.
+    stop_after_epoch: the last epoch to train in this call (the LR schedule still spans ``train.epochs``).
+    mlflow_run_id: the MLflow run to continue when the run has no checkpoint of its own yet.
+
+    Example:
+        >>> Start("/runs/trial_0001/checkpoint_x", stop_after_epoch=3, may_change=("regime.probs",)).may_change
+        ('regime.probs',)
+    """
+
+    checkpoint: str | None = None
+    stop_after_epoch: int | None = None
+    mlflow_run_id: str | None = None
+    may_change: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,7 @@ class Preflight:
     address: str | None = None
     resume: CheckpointInfo | None = None
     tracking_uri: str | None = None
+    start: Start | None = None
 
     @property
     def run_dir(self) -> str:
@@ -88,11 +110,11 @@ def check_storage(path: str) -> None:
         raise ConfigError("ray.storage_path", "a writable folder", path, hint=why)
 
 
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def _diff(a: dict[str, Any], b: dict[str, Any], ignored: frozenset[str] | set[str] = frozenset()) -> list[str]:
     out = []
     for sec in _RESUME_KEYS:
         for k in sorted(set(a.get(sec, {})) | set(b.get(sec, {}))):
-            if f"{sec}.{k}" in _RESUME_IGNORED:
+            if f"{sec}.{k}" in _RESUME_IGNORED or f"{sec}.{k}" in ignored:
                 continue
             if a.get(sec, {}).get(k) != b.get(sec, {}).get(k):
                 out.append(f"{sec}.{k}: {a.get(sec, {}).get(k)!r} -> {b.get(sec, {}).get(k)!r}")
@@ -110,6 +132,23 @@ def check_resume_compatible(cfg: Config, storage: str) -> CheckpointInfo | None:
         raise ConfigError("train.name", "a new run name, or the config the existing run used",
                           cfg.train.name, hint=f"{info.path} differs: {'; '.join(diff[:3])}")
     return info
+
+
+def check_start_compatible(cfg: Config, start: Start) -> None:
+    """``start.checkpoint``'s config may differ from ``cfg`` in ``start.may_change`` only (a one-line
+    :class:`ConfigError` naming the first differences otherwise)."""
+    import yaml
+
+    from mixsize_ray.train.checkpoint import CONFIG_FILE
+
+    path = Path(start.checkpoint or "")
+    if not (path / CONFIG_FILE).is_file():
+        raise ConfigError("start.checkpoint", f"a checkpoint folder holding {CONFIG_FILE}", str(path))
+    old = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
+    diff = _diff(old, cfg.to_dict(), set(start.may_change))
+    if diff:
+        raise ConfigError("start.checkpoint", f"a checkpoint whose config differs only in {list(start.may_change)}",
+                          str(path), hint="; ".join(diff[:3]))
 
 
 _SOLVED: dict[str, RegimeTable] = {}
@@ -134,10 +173,10 @@ def solve_table(cfg: Config, num_images: int | None = None) -> RegimeTable:
     return _SOLVED[key]
 
 
-def preflight(cfg: Config, training: bool = True) -> Preflight:
+def preflight(cfg: Config, training: bool = True, start: Start | None = None) -> Preflight:
     """All checks that need no worker, in an order that creates nothing before the last one passes.
     ``training=False`` (an evaluation: it writes no run and logs nowhere) skips the tracking, resume and
-    storage checks."""
+    storage checks. ``start``: see :class:`Start` (checked only while the run has no checkpoint of its own)."""
     if cfg.ray.num_workers < 1:
         raise ConfigError("ray.num_workers", ">= 1", cfg.ray.num_workers)
     num_images = None
@@ -167,5 +206,7 @@ def preflight(cfg: Config, training: bool = True) -> Preflight:
         check_reachable(tracking_uri, cfg.tracking.timeout_s)
     check_storage(storage)  # creates nothing (a folder made and removed at once)
     resume = check_resume_compatible(cfg, storage)
+    if start is not None and start.checkpoint and resume is None:
+        check_start_compatible(cfg, start)
     return Preflight(table=table, storage=storage, name=cfg.train.name, address=address, resume=resume,
-                     tracking_uri=tracking_uri)
+                     tracking_uri=tracking_uri, start=start)

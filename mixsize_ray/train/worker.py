@@ -98,7 +98,10 @@ def train_func(config: dict[str, Any]) -> None:
     loop.live = _live_metrics(loop, rank)
     run_id = (config.get("tracking") or {}).get("run_id")
     extra: dict[str, Any] = {"mlflow_run_id": run_id}
+    start = config.get("start") or {}
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and start.get("checkpoint"):  # a scheduler's start point (PBT exploit), see Start
+        checkpoint = ray.train.Checkpoint.from_directory(start["checkpoint"])
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state, used, skipped = load_good(d, run_folder(cfg))
@@ -112,7 +115,7 @@ def train_func(config: dict[str, Any]) -> None:
         _log(f"starting: {loop.budget_summary()}, world size {world}, device {device}")
     tracker = _start_tracker(config, rank, loop)
     try:
-        _train(cfg, loop, rank, extra, tracker)
+        _train(cfg, loop, rank, extra, tracker, start.get("stop_after_epoch"))
     finally:
         if tracker is not None and not tracker.closed:
             tracker.close()
@@ -135,14 +138,15 @@ def _report_mid_epoch(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any],
                          checkpoint=ckpt)
 
 
-def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -> None:
-    """Epochs until done; rank 0 evaluates, checkpoints, sweeps at the end and (with a tracker) logs."""
-    if loop.done:
+def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker, stop: int | None = None) -> None:
+    """Epochs until done (or after epoch ``stop``: a scheduler's segment, validated at its end); rank 0
+    evaluates, checkpoints, sweeps at the end and (with a tracker) logs."""
+    if loop.done or (stop is not None and loop.epoch > stop):
         _log("run already complete: nothing to train")
         return
     loop.warmup()
     every = cfg.train.checkpoint_every_steps
-    while not loop.done:
+    while not loop.done and (stop is None or loop.epoch <= stop):
         on_step = None
         if every:
             def on_step(k: int, epoch: int = loop.epoch, n: int = loop.steps_per_epoch) -> None:
@@ -151,7 +155,7 @@ def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker) -
         metrics = loop.train_epoch(on_step=on_step)
         epoch = metrics["epoch"]
         last = loop.done
-        if rank == 0 and ((epoch + 1) % cfg.train.eval_every == 0 or last):
+        if rank == 0 and ((epoch + 1) % cfg.train.eval_every == 0 or last or epoch == stop):
             metrics["val_top1"] = loop.validate()
         if last:
             loop.calibrate()  # collective: every rank

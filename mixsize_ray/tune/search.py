@@ -67,6 +67,8 @@ def smoke_raw(raw: dict[str, Any], spec: SearchSpec) -> dict[str, Any]:
     sweep = {spec.base[0], min(spec.simplex.sizes)} | {o.sizes[0] for o in spec.objectives if o.sizes}
     fixed["train"]["sweep_sizes"] = sorted(sweep)
     raw["search"] = {**(raw.get("search") or {}), **SMOKE_SEARCH}
+    if spec.search.pbt is not None:  # one perturbation at least
+        fixed["train"]["epochs"] = spec.search.pbt.perturbation_interval + 1
     return raw
 
 
@@ -248,7 +250,12 @@ def run_search(spec: SearchSpec, resume: bool = False, num_samples_given: bool =
             from mixsize_ray.tune.searcher import requeue_orphans
 
             requeue_orphans(storage, meta["study_name"], set())
-        tuner = _tuner(spec, exp, meta, ctx, storage, restore)
+        if spec.search.pbt is not None:  # Population Based Training: no Optuna study (tune/pbt_search.py)
+            from mixsize_ray.tune.pbt_search import pbt_tuner
+
+            tuner = pbt_tuner(spec, exp, ctx, TRIAL_CPU, restore)
+        else:
+            tuner = _tuner(spec, exp, meta, ctx, storage, restore)
         meta["started"] = True
         (exp / META).write_text(json.dumps(meta, indent=2))
         grid = tuner.fit()
@@ -261,6 +268,12 @@ def run_search(spec: SearchSpec, resume: bool = False, num_samples_given: bool =
             from mixsize_ray.train.cluster import disconnect
 
             disconnect()
+    if spec.search.pbt is not None:
+        from mixsize_ray.tune.pbt_search import finish_pbt
+
+        rep = finish_pbt(spec, grid, exp, ctx, parent)
+        return SearchSummary(exp, meta["study_name"], meta["storage_url"], meta.get("parent_run_id"),
+                             meta.get("tracking_uri"), rep, len(grid))
     study = optuna.load_study(study_name=meta["study_name"], storage=storage)
     summary = finish(spec, study, exp, meta, parent)
     summary.num_trials = len(grid)
@@ -276,7 +289,8 @@ def search_params(spec: SearchSpec, meta: dict[str, Any]) -> dict[str, Any]:
         "search.objectives": [o.name for o in spec.objectives],
         "search.constraints": [c.name for c in spec.constraints], "search.sampler": s.sampler,
         "search.seed": s.seed, "search.trial_seed": s.trial_seed, "search.num_samples": meta["num_samples"],
-        "search.max_concurrent": s.max_concurrent, "search.asha": s.asha, "search.study_name": meta["study_name"],
+        "search.max_concurrent": s.max_concurrent, "search.asha": s.asha,
+        **({"search.scheduler": s.scheduler, "search.pbt": dict(vars(s.pbt))} if s.pbt is not None else {}), "search.study_name": meta["study_name"],
         "search.storage": meta["storage_url"],
         **{f"search.space.{d.key}": d.candidates() if d.kind == "categorical" else
            (d.value if d.kind == "fixed" else f"{d.kind}[{d.low}, {d.high}]{' log' if d.log else ''}")

@@ -32,6 +32,7 @@ from mixsize_ray.config import Config, build_config, config_from_dict, parse_ove
 from mixsize_ray.errors import ConfigError
 from mixsize_ray.tune.dims import Dimension, at_field, parse_dimension
 from mixsize_ray.tune.objective import KINDS, Constraint, Objective
+from mixsize_ray.tune.pbt_options import SCHEDULERS, PBTOptions, parse_pbt
 from mixsize_ray.tune.simplex import probs_to_u, simplex_probs
 
 TOP_KEYS = ("name", "description", "fixed", "space", "objectives", "constraints", "search")
@@ -50,7 +51,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 TRIAL_SEEDS = ("fixed", "per-trial")
 SEARCH_DEFAULTS: dict[str, Any] = {
     "num_samples": 8, "max_concurrent": 2, "sampler": "tpe", "seed": 0, "trial_seed": "fixed", "asha": None,
-    "storage": None, "output_dir": "runs/tune", "enqueue": [], "top_k": 5,
+    "storage": None, "output_dir": "runs/tune", "enqueue": [], "top_k": 5, "scheduler": "optuna", "pbt": None,
 }
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 2, "metric": "val_top1"}
 
@@ -79,6 +80,8 @@ class SearchOptions:
     output_dir: str = "runs/tune"
     enqueue: tuple[dict[str, Any], ...] = ()
     top_k: int = 5
+    scheduler: str = "optuna"  # or "pbt" (then `pbt` holds its options)
+    pbt: PBTOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -287,9 +290,18 @@ def _parse_search(raw: Any) -> SearchOptions:
         raise ConfigError("search.output_dir", "a folder", raw["output_dir"])
     if not isinstance(raw["enqueue"], list) or any(not isinstance(e, dict) for e in raw["enqueue"]):
         raise ConfigError("search.enqueue", "a list of parameter mappings", raw["enqueue"])
+    if raw["scheduler"] not in SCHEDULERS:
+        raise ConfigError("search.scheduler", f"one of {list(SCHEDULERS)}", raw["scheduler"])
+    pbt = None
+    if raw["scheduler"] == "pbt":
+        if asha is not None:
+            raise ConfigError("search.asha", "to be left out with search.scheduler: pbt (one scheduler)", raw["asha"])
+        pbt = parse_pbt(raw["pbt"], raw["seed"])
+    elif raw["pbt"] is not None:
+        raise ConfigError("search.pbt", "to be left out unless search.scheduler: pbt", raw["pbt"])
     return SearchOptions(raw["num_samples"], raw["max_concurrent"], raw["sampler"], raw["seed"],
                          raw["trial_seed"], asha, raw["storage"], raw["output_dir"], tuple(raw["enqueue"]),
-                         raw["top_k"])
+                         raw["top_k"], raw["scheduler"], pbt)
 
 
 def _sweep_sizes(fixed: Config, s0: int) -> tuple[int, ...]:
@@ -432,8 +444,22 @@ def parse_space(raw: Any, overrides: list[str] | None = None, source: str = "") 
     if asha and asha["metric"] == "val_top1" and fixed.train.eval_every != 1:
         raise ConfigError("fixed.train.eval_every", "1 with search.asha on val_top1 (ASHA needs it every epoch)",
                           fixed.train.eval_every)
+    if spec.search.pbt is not None:
+        _check_pbt(spec)
     check_space(spec)
     return spec
+
+
+def _check_pbt(spec: SearchSpec) -> None:
+    """PBT needs a population of >= 2, a perturbation before the last epoch, and a mixed mode (the
+    ``fixed`` arm has no distribution to mutate and is left out of the population)."""
+    o, epochs = spec.search.pbt, spec.fixed.train.epochs
+    if spec.search.num_samples < 2:
+        raise ConfigError("search.num_samples", ">= 2 with search.scheduler: pbt (the population)",
+                          spec.search.num_samples)
+    if o.perturbation_interval >= epochs:
+        raise ConfigError("search.pbt.perturbation_interval", f"fewer epochs than fixed.train.epochs ({epochs})",
+                          o.perturbation_interval)
 
 
 def load_space(path: str | Path, overrides: list[str] | None = None) -> SearchSpec:
