@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C stops the command even when its parent ignored SIGINT (a background job of a script, `&`):
+        # an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -74,7 +74,7 @@ def pbt_tuner(spec: SearchSpec, exp: Path, ctx: TrialContext, trial_cpu: float, 
         tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=spec.search.max_concurrent,
                                     trial_name_creator=pbt_trial_name, trial_dirname_creator=pbt_trial_name),
         run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.search.max_failures), verbose=0,
                                   stop={CLOCK: spec.fixed.train.epochs},  # the last report is never perturbed
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
     )

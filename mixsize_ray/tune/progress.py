@@ -76,7 +76,27 @@ class TrialLines(Callback):
         extra = "  ".join(f"{k} {r[k]:.4g}" for k in ("val_top1", "step") if isinstance(r.get(k), int | float))
         self._say(f"{self._name(trial)} done   {mode:<6} {objs}  {extra}  {secs:.0f} s".replace(" step ", " steps "))
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed trial Tune restarts (``search.max_failures``): its Train run resumes from its checkpoint."""
+        self._say(f"{self._name(trial)} retry  after a failure ({_error_line(trial)}); resuming from its "
+                  f"last checkpoint ({int(getattr(trial, 'num_failures', 0))} of at most "
+                  f"{self.spec.search.max_failures} retries)")
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         r = trial.last_result or {}
         reason = r.get("fail_reason") or "failed (see the trial's folder for its log)"
         self._say(f"{self._name(trial)} failed {reason}")
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's error as Tune recorded it (e.g. a lost node's ActorDiedError), or a
+    generic reason when Tune kept none."""
+    path = getattr(trial, "error_file", None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        if lines:
+            return lines[-1][:200]
+    except (OSError, TypeError):
+        pass
+    return "its process or node was lost"

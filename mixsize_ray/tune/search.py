@@ -188,7 +188,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
                                     max_concurrent_trials=spec.search.max_concurrent,
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
-                                  failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.search.max_failures), verbose=0,
                                   callbacks=[TrialLines(spec)]),
     )
 

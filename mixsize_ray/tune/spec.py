@@ -52,6 +52,7 @@ TRIAL_SEEDS = ("fixed", "per-trial")
 SEARCH_DEFAULTS: dict[str, Any] = {
     "num_samples": 8, "max_concurrent": 2, "sampler": "tpe", "seed": 0, "trial_seed": "fixed", "asha": None,
     "storage": None, "output_dir": "runs/tune", "enqueue": [], "top_k": 5, "scheduler": "optuna", "pbt": None,
+    "max_failures": 1,
 }
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 2, "metric": "val_top1"}
 
@@ -82,6 +83,7 @@ class SearchOptions:
     top_k: int = 5
     scheduler: str = "optuna"  # or "pbt" (then `pbt` holds its options)
     pbt: PBTOptions | None = None
+    max_failures: int = 1  # Tune retries of a trial whose process or node died (a preempted node)
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ def _parse_search(raw: Any) -> SearchOptions:
     _int("search.max_concurrent", raw["max_concurrent"])
     _int("search.seed", raw["seed"], minimum=0)
     _int("search.top_k", raw["top_k"])
+    _int("search.max_failures", raw["max_failures"], minimum=0)
     if raw["sampler"] not in SAMPLERS:
         raise ConfigError("search.sampler", f"one of {list(SAMPLERS)}", raw["sampler"])
     if raw["trial_seed"] not in TRIAL_SEEDS:
@@ -301,7 +304,7 @@ def _parse_search(raw: Any) -> SearchOptions:
         raise ConfigError("search.pbt", "to be left out unless search.scheduler: pbt", raw["pbt"])
     return SearchOptions(raw["num_samples"], raw["max_concurrent"], raw["sampler"], raw["seed"],
                          raw["trial_seed"], asha, raw["storage"], raw["output_dir"], tuple(raw["enqueue"]),
-                         raw["top_k"], raw["scheduler"], pbt)
+                         raw["top_k"], raw["scheduler"], pbt, raw["max_failures"])
 
 
 def _sweep_sizes(fixed: Config, s0: int) -> tuple[int, ...]:

@@ -22,11 +22,17 @@ from tests.optuna_search import STUDY, assert_port_closed, make_search
 pytestmark = pytest.mark.integration
 
 
-def _start(search_dir, port: int, cwd) -> tuple[subprocess.Popen, str]:
-    """The command as a real process (own session, like a terminal's), and the line it prints once serving."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(search_dir, port: int, cwd, sigint_ignored: bool = False) -> tuple[subprocess.Popen, str]:
+    """The command as a real process (own session, like a terminal's), and the line it prints once serving;
+    ``sigint_ignored``: started as a background job of a script is (SIGINT ignored, and inherited)."""
     proc = subprocess.Popen([sys.executable, "-m", "mixsize_ray.cli", "dashboard", "optuna", str(search_dir),
                              "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
     deadline, line = time.monotonic() + 60, ""
     while "Optuna dashboard:" not in line:
         assert time.monotonic() < deadline and proc.poll() is None, line + (proc.stdout.read() or "")
@@ -89,10 +95,12 @@ def _browse(url: str, tmp_path) -> None:
         driver.quit()
 
 
-def test_ctrl_c_stops_it_too(tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_ctrl_c_stops_it_too(tmp_path, sigint_ignored):
+    """Also when the parent ignored SIGINT (`cmd &` in a script, CI runners): the CLI takes Ctrl-C back."""
     make_search(tmp_path / "s", trials=1)
     port = free_port()
-    proc, _ = _start(tmp_path / "s", port, cwd=tmp_path)
+    proc, _ = _start(tmp_path / "s", port, cwd=tmp_path, sigint_ignored=sigint_ignored)
     took = _stop(proc, signal.SIGINT)
     assert proc.returncode == 0 and took < 10
     assert_port_closed(port)

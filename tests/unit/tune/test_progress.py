@@ -29,3 +29,31 @@ def test_lines_show_p_and_objectives(capsys):
     assert out[1].startswith("trial 0003 done   D+") and "top1_cal_band_16_48 0.8123" in out[1]
     assert "top1_cal_32 0.9500" in out[1] and "steps 1500" in out[1] and out[1].endswith(" s")
     assert len(out) == 2
+
+
+def test_a_retried_trial_says_why_and_how(capsys, tmp_path):
+    spec = load_space(ROOT / "search_spaces/quickstart.yaml")
+    err = tmp_path / "error.txt"
+    err.write_text("Traceback ...\nray.exceptions.ActorDiedError: The actor died because its node has died.\n")
+    trial = SimpleNamespace(trial_id="t2", config={"trial_number": 2, "regime.mode": "B+"}, last_result={},
+                            error_file=str(err), num_failures=1)
+    TrialLines(spec).on_trial_recover(0, [], trial)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("trial 0002 retry  after a failure (ray.exceptions.ActorDiedError: The actor died")
+    assert line.endswith("resuming from its last checkpoint (1 of at most 1 retries)")
+    TrialLines(spec).on_trial_recover(0, [], SimpleNamespace(trial_id="t1", config={"trial_number": 1}))
+    assert "(its process or node was lost)" in capsys.readouterr().out
+
+
+def test_max_failures_defaults_to_one_retry_and_is_checked(tmp_path):
+    import pytest
+    import yaml
+
+    from mixsize_ray.errors import ConfigError
+
+    raw = yaml.safe_load((ROOT / "search_spaces/quickstart.yaml").read_text())
+    assert load_space(ROOT / "search_spaces/quickstart.yaml").search.max_failures == 1
+    raw["search"]["max_failures"] = -1
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="search.max_failures"):
+        load_space(tmp_path / "s.yaml")
