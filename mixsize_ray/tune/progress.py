@@ -60,14 +60,18 @@ class TrialLines(Callback):
     def _name(self, trial: Any) -> str:
         return f"trial {int(trial.config.get('trial_number', -1)):04d}"
 
+    def _params(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The trial's parameters as :func:`trial_params_text` reads them."""
+        return config
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._t0[trial.trial_id] = time.monotonic()
-        mode, text = trial_params_text(self.spec, trial.config)
+        mode, text = trial_params_text(self.spec, self._params(trial.config))
         self._say(f"{self._name(trial)} start  {mode:<6} {text}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         r = trial.last_result or {}
-        mode, _ = trial_params_text(self.spec, trial.config)
+        mode, _ = trial_params_text(self.spec, self._params(trial.config))
         secs = time.monotonic() - self._t0.get(trial.trial_id, time.monotonic())
         if r.get("infeasible"):
             self._say(f"{self._name(trial)} skip   {mode:<6} infeasible: {r.get('infeasible_reason', '')}")
@@ -86,6 +90,31 @@ class TrialLines(Callback):
         r = trial.last_result or {}
         reason = r.get("fail_reason") or "failed (see the trial's folder for its log)"
         self._say(f"{self._name(trial)} failed {reason}")
+
+
+class SegmentLines(TrialLines):
+    """PBT (``search.scheduler: pbt``): also one line per trial and segment, with the p, alpha and LR it
+    trained that segment with (they change when PBT exploits and explores) and its validation top-1::
+
+        trial 0001 epoch 2  B+     p 16:.31 24:.22 32:.27 40:.20  lr 0.0412  smoothing_alpha 0.87  val_top1 0.4531
+    """
+
+    def _params(self, config: dict[str, Any]) -> dict[str, Any]:
+        from mixsize_ray.tune.perturb import member_params
+
+        if "probs" not in config:
+            return config
+        return {**member_params(self.spec, config), "trial_number": config.get("trial_number", -1)}
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mixsize_ray.tune.pbt_trainable import CLOCK
+
+        if result.get("final") == 1 or CLOCK not in result:
+            return  # the last one gets its "done" line
+        mode, text = trial_params_text(self.spec, self._params(trial.config))
+        val = result.get("val_top1")
+        tail = f"  val_top1 {val:.4f}" if isinstance(val, int | float) else ""
+        self._say(f"{self._name(trial)} epoch {int(result[CLOCK])}  {mode:<6} {text}{tail}")
 
 
 def _error_line(trial: Any) -> str:

@@ -57,3 +57,22 @@ def test_max_failures_defaults_to_one_retry_and_is_checked(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="search.max_failures"):
         load_space(tmp_path / "s.yaml")
+
+
+def test_pbt_prints_one_line_per_trial_and_segment_with_the_p_it_trained(capsys):
+    from mixsize_ray.tune.progress import SegmentLines
+    from mixsize_ray.tune.spec import parse_space
+
+    spec = load_space(ROOT / "search_spaces/quickstart.yaml")
+    spec = parse_space({**spec.raw, "search": {**spec.raw["search"], "scheduler": "pbt"}})
+    cb = pickle.loads(pickle.dumps(SegmentLines(spec)))
+    trial = SimpleNamespace(trial_id="t1", config={"regime.mode": "B+", "optim.lr": 0.0412,
+                                                   "optim.smoothing_alpha": 0.87, "probs": [0.31, 0.22, 0.27, 0.20],
+                                                   "trial_number": 1}, last_result={})
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, {"epochs_done": 2, "val_top1": 0.4531, "final": 0})
+    cb.on_trial_result(0, [], trial, {"epochs_done": 4, "val_top1": 0.5, "final": 1})  # its "done" line says it
+    start, segment = capsys.readouterr().out.splitlines()
+    assert start.startswith("trial 0001 start  B+     p 16:.31 24:.22 32:.27 40:.20")
+    assert segment.startswith("trial 0001 epoch 2  B+     p 16:.31 24:.22 32:.27 40:.20")
+    assert "lr 0.0412" in segment and "smoothing_alpha 0.87" in segment and segment.endswith("val_top1 0.4531")
