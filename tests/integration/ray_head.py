@@ -28,6 +28,7 @@ class RayHead:
     env: dict[str, str]
     temp_dir: Path
     metrics_port: int | None
+    gcs: str = ""
 
 
 def _processes_using(temp_dir: Path) -> list[int]:
@@ -37,8 +38,9 @@ def _processes_using(temp_dir: Path) -> list[int]:
 
 @contextlib.contextmanager
 def ray_head(tmp_path: Path, shapes_cache: Path, metrics: bool = False,
-             extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
-    """Start a head (3 logical CPUs, dashboard on 127.0.0.1), wait until it takes jobs, yield, stop it."""
+             extra_env: dict[str, str] | None = None, num_cpus: int = 3) -> Iterator[RayHead]:
+    """Start a head (``num_cpus`` logical CPUs, dashboard on 127.0.0.1), wait until it takes jobs, yield,
+    stop it."""
     temp_dir = Path("/tmp") / f"mxr-head-{secrets.token_hex(3)}"  # short: Ray's socket paths are length-capped
     token = tmp_path / "auth_token"
     token.write_text(secrets.token_hex(32))
@@ -51,7 +53,7 @@ def ray_head(tmp_path: Path, shapes_cache: Path, metrics: bool = False,
     args = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
             "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
             "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-            "--temp-dir", str(temp_dir), "--num-cpus", "3", "--include-dashboard", "true"]
+            "--temp-dir", str(temp_dir), "--num-cpus", str(num_cpus), "--include-dashboard", "true"]
     if metrics_port:
         args += ["--metrics-export-port", str(metrics_port)]
     head = subprocess.Popen(args, env=env, start_new_session=True, stdout=open(tmp_path / "head.log", "w"),
@@ -67,17 +69,44 @@ def ray_head(tmp_path: Path, shapes_cache: Path, metrics: bool = False,
             assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "ray head did not come up in 120 s"
             time.sleep(2)
-        yield RayHead(address, env, temp_dir, metrics_port)
+        yield RayHead(address, env, temp_dir, metrics_port, gcs=f"127.0.0.1:{gcs}")
     finally:
-        # stop THIS cluster only: SIGTERM the blocking `ray start` (it drains and stops its own processes)
-        os.killpg(head.pid, signal.SIGTERM)
+        _stop(head, temp_dir)
+
+
+def _stop(node: subprocess.Popen, temp_dir: Path) -> None:
+    """Stop THIS node only: SIGTERM the blocking `ray start` (it drains and stops its own processes), then
+    anything still running from its temp dir."""
+    os.killpg(node.pid, signal.SIGTERM)
+    try:
+        node.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    deadline = time.monotonic() + 30
+    while _processes_using(temp_dir) and time.monotonic() < deadline:
+        time.sleep(1)
+    for pid in _processes_using(temp_dir):
         try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
-        deadline = time.monotonic() + 30
-        while _processes_using(temp_dir) and time.monotonic() < deadline:
-            time.sleep(1)
-        for pid in _processes_using(temp_dir):
             os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@contextlib.contextmanager
+def ray_worker_node(head: RayHead, tmp_path: Path, num_cpus: int = 2) -> Iterator[Path]:
+    """A second node joined to ``head`` with `ray start --address` (its own temp dir); yields the temp dir."""
+    temp_dir = Path("/tmp") / f"mxr-node-{secrets.token_hex(3)}"
+    node = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", "--address", head.gcs, "--node-ip-address", "127.0.0.1",
+         "--temp-dir", str(temp_dir), "--num-cpus", str(num_cpus)],
+        env=head.env, start_new_session=True, stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in (tmp_path / "node.log").read_text():  # registered with the GCS
+            assert node.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the second node did not come up in 120 s"
+            time.sleep(1)
+        yield temp_dir
+    finally:
+        _stop(node, temp_dir)
