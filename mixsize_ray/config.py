@@ -24,15 +24,12 @@ from typing import Any
 
 import yaml
 
+from mixsize_ray.core.choices import DATASETS, MODELS, STYLES, WEIGHT_DECAY_ON
 from mixsize_ray.core.lr import SCALING_BY as LR_SCALING_BY
 from mixsize_ray.core.lr import SCALING_RULES as LR_SCALINGS
 from mixsize_ray.core.lr import SCHEDULE_KINDS as LR_SCHEDULES
 from mixsize_ray.core.regime import MODES, SAMPLINGS, RegimeSpec
-from mixsize_ray.core.weight_decay import WEIGHT_DECAY_ON
-from mixsize_ray.data.datasets import DATASETS
-from mixsize_ray.data.transforms import STYLES
 from mixsize_ray.errors import ConfigError
-from mixsize_ray.models import MODELS
 
 # The allowed values of modes, samplings, datasets, styles, models, LR schedules and scalings and weight decay
 # are declared once, next to the code that uses them (imported above); these are the train loop's own.

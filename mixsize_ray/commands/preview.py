@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mixsize_ray.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # a bad config is refused before torch loads
     from mixsize_ray.train.preview import write_loader_preview
 
-    cfg = load_config(args.config, args.overrides)
     print(f"wrote {write_loader_preview(cfg, args.out)}")
     return 0

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mixsize_ray.config import load_config
     from mixsize_ray.core.regime import regime_from_config
-    from mixsize_ray.data.datasets import count_train_images
+    from mixsize_ray.data.counts import count_train_images
 
     cfg = load_config(args.config, args.overrides)
     if args.world_size is not None and args.world_size < 1:

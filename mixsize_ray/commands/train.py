@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mixsize_ray.config import config_from_dict, load_config
+
+    cfg = load_config(args.config, args.overrides)  # a bad config is refused before torch loads
     from mixsize_ray.train.launch import apply_smoke, launch
 
-    cfg = load_config(args.config, args.overrides)
     if args.smoke:  # smoke shrinks the run, then the user's own --set values win again
         cfg = config_from_dict(apply_smoke(cfg).to_dict(), args.overrides)
     summary = launch(cfg)

@@ -335,7 +335,7 @@ class SizeRegime(RegimeSpec):
 def regime_from_config(cfg: Any, world_size: int | None = None, num_images: int | None = None) -> SizeRegime:
     """Build a SizeRegime from a :class:`mixsize_ray.config.Config` (world size = ray.num_workers).
 
-    ``num_images`` is the real training-set size (``mixsize_ray.data.datasets.count_train_images``); without
+    ``num_images`` is the real training-set size (``mixsize_ray.data.counts.count_train_images``); without
     it the statistics assume ``data.train_size``, else the dataset's published size (ImageNet's 1,281,167
     for an ImageFolder: only good for checking the budget, which does not depend on it).
     """

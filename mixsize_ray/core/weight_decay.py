@@ -21,9 +21,8 @@ from typing import Any
 
 from torch import nn
 
+from mixsize_ray.core.choices import WEIGHT_DECAY_ON
 from mixsize_ray.errors import ConfigError
-
-WEIGHT_DECAY_ON = ("weights", "all")
 
 _DECAYED = (nn.modules.conv._ConvNd, nn.Linear)
 

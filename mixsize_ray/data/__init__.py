@@ -9,39 +9,23 @@ May import: torch, torchvision, PIL, numpy, ``mixsize_ray.core``, ``mixsize_ray.
 ``mixsize_ray.atomic``. Never ``config``, ``models``, ``tracking``, ``train`` or ``tune``.
 """
 
-from mixsize_ray.data.datasets import DATASETS, build_dataset, dataset_info, normalization
-from mixsize_ray.data.loader import (
-    Batch,
-    CalibrationBatches,
-    CalibrationDraw,
-    LoaderWorkers,
-    MixSizeBatchSampler,
-    SizedViewDataset,
-    build_loader,
-    mixsize_collate,
-)
-from mixsize_ray.data.presets import CalibrationSource, DataPreset
-from mixsize_ray.data.shapes import SHAPE_CLASSES, ShapesDataset, generate_shapes
-from mixsize_ray.data.transforms import STYLES, size_transform
+import importlib
+from typing import Any
 
-__all__ = [
-    "DATASETS",
-    "SHAPE_CLASSES",
-    "STYLES",
-    "Batch",
-    "CalibrationBatches",
-    "CalibrationDraw",
-    "CalibrationSource",
-    "DataPreset",
-    "LoaderWorkers",
-    "MixSizeBatchSampler",
-    "ShapesDataset",
-    "SizedViewDataset",
-    "build_dataset",
-    "build_loader",
-    "dataset_info",
-    "generate_shapes",
-    "mixsize_collate",
-    "normalization",
-    "size_transform",
-]
+_HOME = {
+    "DATASETS": "datasets", "build_dataset": "datasets", "dataset_info": "datasets", "normalization": "datasets",
+    "Batch": "loader", "CalibrationBatches": "loader", "CalibrationDraw": "loader", "LoaderWorkers": "loader",
+    "MixSizeBatchSampler": "loader", "SizedViewDataset": "loader", "build_loader": "loader",
+    "mixsize_collate": "loader", "CalibrationSource": "presets", "DataPreset": "presets",
+    "SHAPE_CLASSES": "shapes", "ShapesDataset": "shapes", "generate_shapes": "shapes", "STYLES": "transforms",
+    "size_transform": "transforms", "count_train_images": "counts",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """The package's names, each imported from its module on first use (PEP 562), so that a torch-free
+    submodule (``counts``) can be imported without loading torch and torchvision."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'mixsize_ray.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mixsize_ray.data.{_HOME[name]}"), name)

@@ -23,6 +23,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
+from mixsize_ray.core.choices import DATASETS
+from mixsize_ray.data.counts import SHAPES_DEFAULT_SIZES
 from mixsize_ray.data.shapes import ShapesDataset
 from mixsize_ray.data.transforms import (
     CIFAR10_MEAN,
@@ -39,8 +41,6 @@ from mixsize_ray.errors import ConfigError
 SPLITS: tuple[str, ...] = ("train", "test")
 """Splits; ``val`` is accepted as an alias of ``test`` (ImageFolder reads ``root/val``)."""
 
-SHAPES_DEFAULT_SIZES: dict[str, int] = {"train": 10000, "test": 2000}
-"""Number of generated shapes images per split when ``size`` is None."""
 
 
 class DatasetInfo(NamedTuple):
@@ -57,10 +57,6 @@ _INFO: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo(100, 32, "cifar"),
     "imagefolder": DatasetInfo(1000, 224, "imagenet"),
 }
-
-DATASETS: tuple[str, ...] = tuple(_INFO)
-"""Names accepted by :func:`build_dataset` (``config.py`` validates ``data.name`` against it); ``shapes`` is
-the default."""
 
 # per-dataset normalisation (mean, std) of RGB in [0, 1]; the constants live in transforms.py
 _NORM: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -257,33 +253,3 @@ class ResizedDataset(Dataset):
         if img.size != (self.side, self.side):
             img = img.resize((self.side, self.side), Image.BILINEAR)
         return img, label
-
-
-def count_train_images(name: str, root: str | Path | None, train_size: int | None) -> int | None:
-    """Images one epoch of ``name`` trains on, without decoding any: ``train_size`` capped by the real count.
-
-    shapes: ``train_size`` or the generated default; CIFAR: 50,000; ImageFolder: the image files under
-    ``root/train/<class>/`` (torchvision's IMG_EXTENSIONS). None when ``root`` is missing (the run will be
-    refused by its preflight, not here).
-
-    Example:
-        >>> count_train_images("shapes", None, 500), count_train_images("cifar10", None, None)
-        (500, 50000)
-    """
-    name = _check_name(name)
-    if name == "shapes":
-        return train_size or SHAPES_DEFAULT_SIZES["train"]
-    if name.startswith("cifar"):
-        total = 50000
-    else:
-        if root is None or not (Path(root).expanduser() / "train").is_dir():
-            return None
-        from torchvision.datasets.folder import IMG_EXTENSIONS
-
-        folder = Path(root).expanduser() / "train"
-        total = sum(
-            1
-            for cls in folder.iterdir() if cls.is_dir()
-            for p in cls.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
-        )
-    return min(total, train_size) if train_size else total

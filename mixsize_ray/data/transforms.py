@@ -28,9 +28,8 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
+from mixsize_ray.core.choices import STYLES
 from mixsize_ray.errors import ConfigError
-
-STYLES: tuple[str, ...] = ("cifar", "imagenet")
 
 # per-channel normalisation (mean, std) of RGB in [0, 1]
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)

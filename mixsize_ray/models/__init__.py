@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from mixsize_ray.core.choices import MODELS
 from mixsize_ray.errors import ConfigError
 from mixsize_ray.models.cifar_resnet import CifarResNet, cifar_resnet
 from mixsize_ray.models.torchvision_models import torchvision_model
@@ -31,10 +32,6 @@ _BUILDERS: dict[str, Callable[[int], nn.Module]] = {
     "resnet50": lambda c: torchvision_model("resnet50", c),
     "efficientnet_b0": lambda c: torchvision_model("efficientnet_b0", c),
 }
-
-MODELS: tuple[str, ...] = tuple(_BUILDERS)
-"""Names accepted by :func:`build_model`."""
-
 
 def build_model(name: str, num_classes: int) -> nn.Module:
     """A freshly initialised model: ``[N, 3, S, S] -> [N, num_classes]``, with ``model.min_size``.

@@ -160,7 +160,7 @@ def solve_table(cfg: Config, num_images: int | None = None) -> RegimeTable:
     set's length when the caller has built it; else it is counted without decoding (an ImageFolder's files)."""
     import json
 
-    from mixsize_ray.data.datasets import count_train_images
+    from mixsize_ray.data.counts import count_train_images
 
     d = cfg.data
     if num_images is None:

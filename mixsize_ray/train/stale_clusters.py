@@ -68,7 +68,7 @@ def _driver_alive(folder: Path) -> bool | None:
         return False
 
 
-def _users(folder: Path) -> list[psutil.Process]:
+def users_of(folder: Path) -> list[psutil.Process]:
     """Processes whose command line names ``folder`` (Ray's raylet, GCS, agents and workers do)."""
     key, me, out = str(folder), os.getpid(), []
     for p in psutil.process_iter(["pid", "cmdline"]):
@@ -111,7 +111,7 @@ def reap_stale(prefixes: Iterable[str] = PREFIXES, root: Path | None = None, gra
             alive = _driver_alive(folder)
             if alive:
                 continue
-            users = _users(folder)
+            users = users_of(folder)
             if alive is None and (users or time.time() - folder.stat().st_mtime < ORPHAN_AGE_S):
                 continue
             _stop(users, grace_s)

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from mixsize_ray.tune.orphan_groups import OrphanGroupReaper
 from mixsize_ray.tune.pbt_trainable import CLOCK, run_pbt_trial
 from mixsize_ray.tune.perturb import Explorer, initial_population, member_params
 from mixsize_ray.tune.progress import SegmentLines
@@ -76,7 +77,7 @@ def pbt_tuner(spec: SearchSpec, exp: Path, ctx: TrialContext, trial_cpu: float, 
                                     trial_name_creator=pbt_trial_name, trial_dirname_creator=pbt_trial_name),
         run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
                                   failure_config=tune.FailureConfig(max_failures=spec.search.max_failures), verbose=0,
-                                  callbacks=[SegmentLines(spec)],
+                                  callbacks=[SegmentLines(spec), OrphanGroupReaper()],
                                   stop={CLOCK: spec.fixed.train.epochs},  # the last report is never perturbed
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=None)),
     )

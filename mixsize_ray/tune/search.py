@@ -158,6 +158,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from mixsize_ray.tune.orphan_groups import OrphanGroupReaper
     from mixsize_ray.tune.progress import TrialLines
     from mixsize_ray.tune.searcher import RegimeSearch, make_sampler
     from mixsize_ray.tune.space import RegimeSpace
@@ -189,7 +190,7 @@ def _tuner(spec: SearchSpec, exp: Path, meta: dict[str, Any], ctx: Any, storage:
                                     trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
                                   failure_config=tune.FailureConfig(max_failures=spec.search.max_failures), verbose=0,
-                                  callbacks=[TrialLines(spec)]),
+                                  callbacks=[TrialLines(spec), OrphanGroupReaper()]),
     )
 
 

@@ -91,3 +91,22 @@ def _stop(node: subprocess.Popen, temp_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextlib.contextmanager
+def ray_worker_node(head: RayHead, tmp_path: Path, num_cpus: int = 2) -> Iterator[Path]:
+    """A second node joined to ``head`` with `ray start --address` (its own temp dir); yields the temp dir."""
+    temp_dir = Path("/tmp") / f"mxr-node-{secrets.token_hex(3)}"
+    node = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", "--address", head.gcs, "--node-ip-address", "127.0.0.1",
+         "--temp-dir", str(temp_dir), "--num-cpus", str(num_cpus)],
+        env=head.env, start_new_session=True, stdout=open(tmp_path / "node.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in (tmp_path / "node.log").read_text():  # registered with the GCS
+            assert node.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the second node did not come up in 120 s"
+            time.sleep(1)
+        yield temp_dir
+    finally:
+        _stop(node, temp_dir)

@@ -13,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from mixsize_ray.train.stale_clusters import OWNER_FILE
+from mixsize_ray.train.stale_clusters import OWNER_FILE, users_of
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -33,14 +32,6 @@ def _owned_by(pid: int) -> list[Path]:
     return out
 
 
-def _users(folder: Path) -> list[int]:
-    out = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        if any(str(folder) in a for a in (p.info["cmdline"] or [])):
-            out.append(p.info["pid"])
-    return out
-
-
 def test_the_next_command_stops_what_a_killed_driver_left(tmp_path, shapes_cache):
     argv = [sys.executable, "-m", "mixsize_ray.cli", "train", str(ROOT / "search_spaces/cifar_s28_dplus.yaml"),
             "--smoke", "--set", "tracking.enabled=false", "--set", f"train.output_dir={tmp_path}",
@@ -51,7 +42,7 @@ def test_the_next_command_stops_what_a_killed_driver_left(tmp_path, shapes_cache
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
-        while not ((owned := _owned_by(driver.pid)) and _users(owned[0])):  # its cluster is up
+        while not ((owned := _owned_by(driver.pid)) and users_of(owned[0])):  # its cluster is up
             assert driver.poll() is None and time.monotonic() < deadline, "no local cluster within 180 s"
             time.sleep(0.5)
         time.sleep(3)
@@ -65,5 +56,5 @@ def test_the_next_command_stops_what_a_killed_driver_left(tmp_path, shapes_cache
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     lines = [ln for ln in rerun.stdout.splitlines() if "left by a killed run" in ln]
     assert len(lines) == 1 and str(folder) in lines[0], rerun.stdout[-3000:]
-    assert not folder.exists() and _users(folder) == []
+    assert not folder.exists() and users_of(folder) == []
     assert set(Path(tempfile.gettempdir()).glob("mixsize-ray-*")) == before - {folder}  # the re-run left none

@@ -79,11 +79,16 @@ def test_plain_data_that_is_not_a_mapping_is_a_one_line_error():
 def test_allowed_values_are_the_ones_the_code_uses():
     """config.py validates against the names declared next to the code (one definition each)."""
     import mixsize_ray.config as c
+    from mixsize_ray import models
     from mixsize_ray.core import lr, regime, weight_decay
     from mixsize_ray.data import datasets, transforms
     from mixsize_ray.models import MODELS
 
     assert c.MODES is regime.MODES and c.SAMPLINGS is regime.SAMPLINGS
+    # the torch-free names (core/choices.py) are exactly what each registry implements
+    assert tuple(datasets._INFO) == datasets.DATASETS
+    assert all(callable(transforms.size_transform(st, 24, train=True)) for st in transforms.STYLES)
+    assert tuple(models._BUILDERS) == MODELS
     assert c.DATASETS is datasets.DATASETS and c.MODELS is MODELS and c.WEIGHT_DECAY_ON is weight_decay.WEIGHT_DECAY_ON
     assert (c.LR_SCHEDULES, c.LR_SCALINGS, c.LR_SCALING_BY) == (lr.SCHEDULE_KINDS, lr.SCALING_RULES, lr.SCALING_BY)
     assert c.DATA_STYLES == ("auto", *transforms.STYLES)

@@ -257,16 +257,6 @@ def test_invalid_inputs(tmp_path, kwargs, field):
         assert all(n in str(err.value) for n in DATASETS) and "'mnist'" in str(err.value)
 
 
-def test_count_train_images_of_an_imagefolder_is_its_files(tmp_path):
-    from mixsize_ray.data.datasets import count_train_images
-
-    _write_image_tree(tmp_path)
-    (tmp_path / "train" / "n01" / "notes.txt").write_text("not an image")
-    assert count_train_images("imagefolder", tmp_path, None) == 6
-    assert count_train_images("imagefolder", tmp_path, 4) == 4
-    assert count_train_images("imagefolder", tmp_path / "missing", None) is None
-    assert count_train_images("cifar10", None, None) == 50000 and count_train_images("shapes", None, None) == 10000
-
 
 def test_small_image_folder_can_train_cifar_style_with_its_own_normalisation(tmp_path):
     from mixsize_ray.config import load_config

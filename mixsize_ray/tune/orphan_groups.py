@@ -1,0 +1,126 @@
+"""Free the placement groups that a lost node's trials leave behind, so that their retries can start.
+
+Why this exists (measured on a 2-node loopback cluster, ``tests/integration/test_cluster_search.py``):
+Ray Train V2 runs each trial's Train controller on the trial actor's node, and the controller creates the
+worker group's placement group. Ray removes a non-detached group only when its creator *job* ends; Train's
+``PlacementGroupCleaner`` removes it earlier when the controller dies, but only once the group is registered
+with it, after the workers started. When a node dies between those two moments (a trial starting on a
+preempted instance), the group outlives its controller. The GCS then reschedules the group's bundles onto a
+surviving node, where they hold CPUs that nothing will ever use, and the retried trials wait for those CPUs
+until the search ends: the search hangs. Seen in the GCS log as ``Rescheduling a bundle when a node dies``
+for a group whose creator actor had just been killed with the node.
+
+A group is an orphan here when its creator was an actor (not a driver), that actor is dead, the group is not
+detached, belongs to this job and is not removed: exactly the groups Ray itself would remove when the job
+ends. The search driver frees them (``OrphanGroupReaper``, armed by a trial failure) and prints one line each.
+
+Reads the GCS placement-group table through ``ray._private.state`` (the public ``placement_group_table``
+leaves out the creator); Ray is pinned (``ray==2.60.0``), and ``tests/unit/tune/test_orphan_groups.py``
+checks these fields on a real local cluster, so an upgrade that moves them fails CI.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune import Callback
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """One row of the GCS placement-group table, the fields that decide whether it is an orphan.
+
+    ``creator_actor`` is None for a group a driver created (Tune's trial groups).
+    """
+
+    group_id: str
+    job_id: str
+    state: str
+    creator_actor: str | None
+    creator_actor_dead: bool
+    detached: bool
+    cpus: float
+
+
+def orphans(records: list[GroupRecord], job_id: str) -> list[GroupRecord]:
+    """The groups of ``job_id`` whose creator actor is dead and that are still held (not REMOVED).
+
+    Example:
+        >>> live = GroupRecord("aa", "02000000", "CREATED", "c1", False, False, 1.0)
+        >>> lost = GroupRecord("bb", "02000000", "CREATED", "c2", True, False, 1.0)
+        >>> tune = GroupRecord("cc", "02000000", "CREATED", None, True, False, 0.01)
+        >>> [g.group_id for g in orphans([live, lost, tune], "02000000")]
+        ['bb']
+    """
+    return [g for g in records
+            if g.job_id == job_id and g.creator_actor is not None and g.creator_actor_dead
+            and not g.detached and g.state != "REMOVED"]
+
+
+def read_groups() -> list[GroupRecord]:
+    """Every placement group the GCS knows, as :class:`GroupRecord` (needs ``ray.init`` first)."""
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    table = gcs_pb2.PlacementGroupTableData
+    names = {v: k for k, v in table.PlacementGroupState.items()}
+    out = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        row = table.FromString(raw)
+        creator = ray.ActorID(row.creator_actor_id) if row.creator_actor_id else None
+        out.append(GroupRecord(
+            group_id=row.placement_group_id.hex(), job_id=row.creator_job_id.hex(), state=names[row.state],
+            creator_actor=None if creator is None or creator.is_nil() else creator.hex(),
+            creator_actor_dead=row.creator_actor_dead, detached=row.is_detached,
+            cpus=sum(b.unit_resources.get("CPU", 0.0) for b in row.bundles)))
+    return out
+
+
+def reap(job_id: str) -> list[GroupRecord]:
+    """Remove this job's orphan groups (see the module docstring); returns those removed."""
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    removed = []
+    for g in orphans(read_groups(), job_id):
+        try:
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(g.group_id))))
+        except Exception:  # removed meanwhile (Train's own cleaner, or the job ending): nothing to free
+            continue
+        removed.append(g)
+    return removed
+
+
+class OrphanGroupReaper(Callback):
+    """Tune callback: after the first trial failure, frees orphan groups every ``interval_s`` seconds
+    and prints one line for each::
+
+        search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node
+
+    Holds only picklable state (Tune saves callbacks with the experiment).
+    """
+
+    def __init__(self, interval_s: float = 5.0):
+        self.interval_s = interval_s
+        self._armed = False
+        self._last = 0.0
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._armed = True
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._armed = True
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._armed or time.monotonic() - self._last < self.interval_s:
+            return
+        self._last = time.monotonic()
+        import ray
+
+        for g in reap(ray.get_runtime_context().get_job_id()):
+            print(f"search freed placement group {g.group_id[:12]} ({g.cpus:g} CPU): its Ray Train run was "
+                  f"lost with its node", file=sys.stdout, flush=True)

@@ -1,0 +1,119 @@
+"""Orphan placement groups (a Train run lost with its node): which groups count, that a real Ray keeps such a
+group until the job ends (the premise), that :func:`reap` frees exactly those, and the reaper's line."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from mixsize_ray.tune import orphan_groups
+from mixsize_ray.tune.orphan_groups import GroupRecord, OrphanGroupReaper, orphans, read_groups, reap
+
+JOB = "02000000"
+
+
+def _group(gid: str, **kw) -> GroupRecord:
+    base = {"group_id": gid, "job_id": JOB, "state": "CREATED", "creator_actor": "c" + gid,
+            "creator_actor_dead": True, "detached": False, "cpus": 1.0}
+    return GroupRecord(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("kw", "orphan"), [
+    ({}, True),
+    ({"state": "RESCHEDULING"}, True),  # its bundles were on the dead node and wait for a new home
+    ({"state": "PENDING"}, True),
+    ({"state": "REMOVED"}, False),
+    ({"creator_actor_dead": False}, False),  # a live Train controller's workers
+    ({"creator_actor": None}, False),  # a driver's group (Tune's trial groups): the job owns it
+    ({"detached": True}, False),
+    ({"job_id": "03000000"}, False),  # another job's
+])
+def test_which_groups_are_orphans(kw, orphan):
+    assert orphans([_group("aa", **kw)], JOB) == ([_group("aa", **kw)] if orphan else [])
+
+
+@pytest.fixture()
+def local_ray():
+    import ray
+
+    temp = Path("/tmp") / f"mxr-og-{secrets.token_hex(3)}"  # short: Ray's socket paths are length-capped
+    ray.init(num_cpus=3, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_dead_creators_group_is_held_until_freed_and_only_it_is_freed(local_ray):
+    ray = local_ray
+    from ray.util.placement_group import placement_group
+
+    @ray.remote(num_cpus=0)
+    class Controller:  # creates its workers' group, as Ray Train's controller does
+        def make(self) -> str:
+            pg = placement_group([{"CPU": 1}])
+            ray.get(pg.ready(), timeout=60)
+            return pg.id.hex()
+
+    lost, live = Controller.remote(), Controller.remote()
+    lost_id, live_id = ray.get([lost.make.remote(), live.make.remote()], timeout=120)
+    trial = placement_group([{"CPU": 0.5}])  # created by the driver, like Tune's trial groups
+    ray.get(trial.ready(), timeout=60)
+    ray.kill(lost)  # the controller dies (its node was lost); nothing removes its group
+
+    deadline = time.monotonic() + 30
+    while not {g.group_id: g for g in read_groups()}[lost_id].creator_actor_dead:
+        assert time.monotonic() < deadline, "the GCS never marked the creator dead"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    groups = {g.group_id: g for g in read_groups()}
+    assert groups[lost_id].state == "CREATED"  # the premise: Ray holds it until the job ends
+    assert groups[lost_id].cpus == 1.0 and groups[lost_id].job_id == ray.get_runtime_context().get_job_id()
+    assert groups[trial.id.hex()].creator_actor is None
+
+    removed = reap(ray.get_runtime_context().get_job_id())
+    assert [g.group_id for g in removed] == [lost_id]
+    states = {g.group_id: g.state for g in read_groups()}
+    assert (states[lost_id], states[live_id], states[trial.id.hex()]) == ("REMOVED", "CREATED", "CREATED")
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0.0) != pytest.approx(1.5):  # 3 - live's 1 - trial's 0.5
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.2)
+    assert reap(ray.get_runtime_context().get_job_id()) == []
+
+
+def test_the_reaper_waits_for_a_failure_then_frees_every_interval(monkeypatch, capsys):
+    calls = []
+
+    def fake_reap(job_id):
+        calls.append(job_id)
+        return [_group("92886901d05f0e97f7720b1cc9fa02000000")]
+
+    class Ctx:
+        @staticmethod
+        def get_job_id():
+            return JOB
+
+    import ray
+
+    monkeypatch.setattr(orphan_groups, "reap", fake_reap)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Ctx)
+    clock = iter([100.0, 100.0, 101.0, 106.0, 106.0])
+    monkeypatch.setattr(orphan_groups.time, "monotonic", lambda: next(clock))
+    reaper = OrphanGroupReaper(interval_s=5.0)
+    reaper.on_step_end(0, [])  # no failure yet: no query at all
+    assert calls == []
+    reaper.on_trial_recover(1, [], trial=None)
+    reaper.on_step_end(1, [])  # t=100: first check
+    reaper.on_step_end(2, [])  # t=101: within the interval
+    reaper.on_step_end(3, [])  # t=106: second check
+    assert calls == [JOB, JOB]
+    assert capsys.readouterr().out.splitlines() == [
+        "search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node"] * 2
