@@ -10,9 +10,16 @@ surviving node, where they hold CPUs that nothing will ever use, and the retried
 until the search ends: the search hangs. Seen in the GCS log as ``Rescheduling a bundle when a node dies``
 for a group whose creator actor had just been killed with the node.
 
-A group is an orphan here when its creator was an actor (not a driver), that actor is dead, the group is not
-detached, belongs to this job and is not removed: exactly the groups Ray itself would remove when the job
-ends. The search driver frees them (``OrphanGroupReaper``, armed by a trial failure) and prints one line each.
+A second leak, seen in the same test: a controller whose new workers die with their node while Train sets
+them up (``after_worker_group_start``) reports a startup failure after it has marked the group started, so
+the group is not removed; the controller then asks for a new group and keeps the old one, rescheduled onto
+the head, for good. Its retries time out every 60 s on the CPU the old group holds.
+
+A group is an orphan here when it belongs to this job, is neither detached nor removed, was created by an
+actor (not a driver: Tune's trial groups never count), and either that actor is dead (what Ray itself would
+remove when the job ends) or that actor has created a newer group since (a Ray Train controller runs one
+worker group at a time). The search driver frees them (``OrphanGroupReaper``, armed by a trial failure) and
+prints one line each.
 
 Reads the GCS placement-group table through ``ray._private.state`` (the public ``placement_group_table``
 leaves out the creator); Ray is pinned (``ray==2.60.0``), and ``tests/unit/tune/test_orphan_groups.py``
@@ -43,21 +50,40 @@ class GroupRecord:
     creator_actor_dead: bool
     detached: bool
     cpus: float
+    created_ms: int = 0
 
 
-def orphans(records: list[GroupRecord], job_id: str) -> list[GroupRecord]:
-    """The groups of ``job_id`` whose creator actor is dead and that are still held (not REMOVED).
+@dataclass(frozen=True)
+class Orphan:
+    """A group to free and why: ``"lost"`` (its creator died) or ``"replaced"`` (its creator made a newer one)."""
+
+    group: GroupRecord
+    reason: str
+
+
+def orphans(records: list[GroupRecord], job_id: str) -> list[Orphan]:
+    """The groups of ``job_id`` still held whose creator actor is dead or has created a newer group since.
 
     Example:
-        >>> live = GroupRecord("aa", "02000000", "CREATED", "c1", False, False, 1.0)
-        >>> lost = GroupRecord("bb", "02000000", "CREATED", "c2", True, False, 1.0)
-        >>> tune = GroupRecord("cc", "02000000", "CREATED", None, True, False, 0.01)
-        >>> [g.group_id for g in orphans([live, lost, tune], "02000000")]
-        ['bb']
+        >>> live = GroupRecord("aa", "02000000", "CREATED", "c1", False, False, 1.0, created_ms=1)
+        >>> lost = GroupRecord("bb", "02000000", "CREATED", "c2", True, False, 1.0, created_ms=2)
+        >>> tune = GroupRecord("cc", "02000000", "CREATED", None, True, False, 0.01, created_ms=3)
+        >>> newer = GroupRecord("dd", "02000000", "PENDING", "c1", False, False, 1.0, created_ms=4)
+        >>> [(o.group.group_id, o.reason) for o in orphans([live, lost, tune, newer], "02000000")]
+        [('aa', 'replaced'), ('bb', 'lost')]
     """
-    return [g for g in records
-            if g.job_id == job_id and g.creator_actor is not None and g.creator_actor_dead
-            and not g.detached and g.state != "REMOVED"]
+    held = [g for g in records if g.job_id == job_id and g.creator_actor is not None and not g.detached
+            and g.state != "REMOVED"]
+    newest: dict[str, int] = {}
+    for g in held:
+        newest[g.creator_actor] = max(newest.get(g.creator_actor, g.created_ms), g.created_ms)
+    out = []
+    for g in held:
+        if g.creator_actor_dead:
+            out.append(Orphan(g, "lost"))
+        elif g.created_ms < newest[g.creator_actor]:
+            out.append(Orphan(g, "replaced"))
+    return out
 
 
 def read_groups() -> list[GroupRecord]:
@@ -76,23 +102,29 @@ def read_groups() -> list[GroupRecord]:
             group_id=row.placement_group_id.hex(), job_id=row.creator_job_id.hex(), state=names[row.state],
             creator_actor=None if creator is None or creator.is_nil() else creator.hex(),
             creator_actor_dead=row.creator_actor_dead, detached=row.is_detached,
-            cpus=sum(b.unit_resources.get("CPU", 0.0) for b in row.bundles)))
+            cpus=sum(b.unit_resources.get("CPU", 0.0) for b in row.bundles),
+            created_ms=row.placement_group_creation_timestamp_ms or row.stats.creation_request_received_ns // 10**6))
     return out
 
 
-def reap(job_id: str) -> list[GroupRecord]:
+def reap(job_id: str) -> list[Orphan]:
     """Remove this job's orphan groups (see the module docstring); returns those removed."""
     import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     removed = []
-    for g in orphans(read_groups(), job_id):
+    for o in orphans(read_groups(), job_id):
         try:
-            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(g.group_id))))
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(o.group.group_id))))
         except Exception:  # removed meanwhile (Train's own cleaner, or the job ending): nothing to free
             continue
-        removed.append(g)
+        removed.append(o)
     return removed
+
+
+WHY = {"lost": "its Ray Train run was lost with its node",
+       "replaced": "its Ray Train run replaced workers that died while starting"}
+"""The end of the line printed for each freed group, by :attr:`Orphan.reason`."""
 
 
 class OrphanGroupReaper(Callback):
@@ -121,6 +153,6 @@ class OrphanGroupReaper(Callback):
         self._last = time.monotonic()
         import ray
 
-        for g in reap(ray.get_runtime_context().get_job_id()):
-            print(f"search freed placement group {g.group_id[:12]} ({g.cpus:g} CPU): its Ray Train run was "
-                  f"lost with its node", file=sys.stdout, flush=True)
+        for o in reap(ray.get_runtime_context().get_job_id()):
+            print(f"search freed placement group {o.group.group_id[:12]} ({o.group.cpus:g} CPU): {WHY[o.reason]}",
+                  file=sys.stdout, flush=True)

@@ -75,22 +75,24 @@ def ray_head(tmp_path: Path, shapes_cache: Path, metrics: bool = False,
 
 
 def _stop(node: subprocess.Popen, temp_dir: Path) -> None:
-    """Stop THIS node only: SIGTERM the blocking `ray start` (it drains and stops its own processes), then
-    anything still running from its temp dir."""
+    """Stop THIS node only: SIGTERM the blocking `ray start` and its process group, then every process still
+    running from its temp dir (Ray's workers and agents run in sessions of their own); SIGKILL what is left
+    after 10 s."""
     os.killpg(node.pid, signal.SIGTERM)
     try:
-        node.wait(timeout=60)
+        node.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(node.pid, signal.SIGKILL)
         node.wait()
-    deadline = time.monotonic() + 30
-    while _processes_using(temp_dir) and time.monotonic() < deadline:
-        time.sleep(1)
-    for pid in _processes_using(temp_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _processes_using(temp_dir):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while _processes_using(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager

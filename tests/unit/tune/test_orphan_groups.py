@@ -1,5 +1,6 @@
-"""Orphan placement groups (a Train run lost with its node): which groups count, that a real Ray keeps such a
-group until the job ends (the premise), that :func:`reap` frees exactly those, and the reaper's line."""
+"""Orphan placement groups (a Train run lost with its node, or one that replaced workers that died while
+starting): which groups count, that a real Ray keeps such groups until the job ends (the premise), that
+:func:`reap` frees exactly those, and the reaper's line."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from mixsize_ray.tune import orphan_groups
-from mixsize_ray.tune.orphan_groups import GroupRecord, OrphanGroupReaper, orphans, read_groups, reap
+from mixsize_ray.tune.orphan_groups import GroupRecord, Orphan, OrphanGroupReaper, orphans, read_groups, reap
 
 JOB = "02000000"
 
 
 def _group(gid: str, **kw) -> GroupRecord:
     base = {"group_id": gid, "job_id": JOB, "state": "CREATED", "creator_actor": "c" + gid,
-            "creator_actor_dead": True, "detached": False, "cpus": 1.0}
+            "creator_actor_dead": True, "detached": False, "cpus": 1.0, "created_ms": 0}
     return GroupRecord(**{**base, **kw})
 
 
@@ -33,7 +34,19 @@ def _group(gid: str, **kw) -> GroupRecord:
     ({"job_id": "03000000"}, False),  # another job's
 ])
 def test_which_groups_are_orphans(kw, orphan):
-    assert orphans([_group("aa", **kw)], JOB) == ([_group("aa", **kw)] if orphan else [])
+    assert orphans([_group("aa", **kw)], JOB) == ([Orphan(_group("aa", **kw), "lost")] if orphan else [])
+
+
+def test_a_live_creators_older_group_is_an_orphan_once_it_made_a_newer_one():
+    """A Train controller runs one worker group at a time: an older group it still holds was never removed
+    (its workers died while starting) and blocks the newer one."""
+    old = _group("aa", creator_actor="c1", creator_actor_dead=False, created_ms=1000)
+    new = _group("bb", creator_actor="c1", creator_actor_dead=False, created_ms=61000, state="PENDING")
+    other = _group("cc", creator_actor="c2", creator_actor_dead=False, created_ms=500)
+    assert orphans([old, new, other], JOB) == [Orphan(old, "replaced")]
+    assert orphans([new, other], JOB) == []
+    assert orphans([_group("dd", creator_actor="c1", creator_actor_dead=False, created_ms=10, state="REMOVED"),
+                    new], JOB) == []
 
 
 @pytest.fixture()
@@ -41,7 +54,7 @@ def local_ray():
     import ray
 
     temp = Path("/tmp") / f"mxr-og-{secrets.token_hex(3)}"  # short: Ray's socket paths are length-capped
-    ray.init(num_cpus=3, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
              configure_logging=False)
     try:
         yield ray
@@ -51,13 +64,14 @@ def local_ray():
 
 
 @pytest.mark.integration
-def test_a_dead_creators_group_is_held_until_freed_and_only_it_is_freed(local_ray):
+def test_lost_and_replaced_groups_are_held_until_freed_and_only_they_are_freed(local_ray):
     ray = local_ray
     from ray.util.placement_group import placement_group
 
     @ray.remote(num_cpus=0)
     class Controller:  # creates its workers' group, as Ray Train's controller does
         def make(self) -> str:
+            time.sleep(0.01)  # distinct creation times (ms)
             pg = placement_group([{"CPU": 1}])
             ray.get(pg.ready(), timeout=60)
             return pg.id.hex()
@@ -67,6 +81,7 @@ def test_a_dead_creators_group_is_held_until_freed_and_only_it_is_freed(local_ra
     trial = placement_group([{"CPU": 0.5}])  # created by the driver, like Tune's trial groups
     ray.get(trial.ready(), timeout=60)
     ray.kill(lost)  # the controller dies (its node was lost); nothing removes its group
+    replacement = ray.get(live.make.remote(), timeout=60)  # live asks for new workers, keeping the old group
 
     deadline = time.monotonic() + 30
     while not {g.group_id: g for g in read_groups()}[lost_id].creator_actor_dead:
@@ -79,11 +94,12 @@ def test_a_dead_creators_group_is_held_until_freed_and_only_it_is_freed(local_ra
     assert groups[trial.id.hex()].creator_actor is None
 
     removed = reap(ray.get_runtime_context().get_job_id())
-    assert [g.group_id for g in removed] == [lost_id]
+    assert sorted((o.group.group_id, o.reason) for o in removed) == sorted([(lost_id, "lost"), (live_id, "replaced")])
     states = {g.group_id: g.state for g in read_groups()}
-    assert (states[lost_id], states[live_id], states[trial.id.hex()]) == ("REMOVED", "CREATED", "CREATED")
+    assert [states[g] for g in (lost_id, live_id, replacement, trial.id.hex())] == [
+        "REMOVED", "REMOVED", "CREATED", "CREATED"]
     deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU", 0.0) != pytest.approx(1.5):  # 3 - live's 1 - trial's 0.5
+    while ray.available_resources().get("CPU", 0.0) != pytest.approx(2.5):  # 4 - replacement's 1 - trial's 0.5
         assert time.monotonic() < deadline, ray.available_resources()
         time.sleep(0.2)
     assert reap(ray.get_runtime_context().get_job_id()) == []
@@ -94,7 +110,8 @@ def test_the_reaper_waits_for_a_failure_then_frees_every_interval(monkeypatch, c
 
     def fake_reap(job_id):
         calls.append(job_id)
-        return [_group("92886901d05f0e97f7720b1cc9fa02000000")]
+        return [Orphan(_group("92886901d05f0e97f7720b1cc9fa02000000"), "lost"),
+                Orphan(_group("6320054b820cbd21f0576a1819c402000000", cpus=1.0), "replaced")]
 
     class Ctx:
         @staticmethod
@@ -116,4 +133,6 @@ def test_the_reaper_waits_for_a_failure_then_frees_every_interval(monkeypatch, c
     reaper.on_step_end(3, [])  # t=106: second check
     assert calls == [JOB, JOB]
     assert capsys.readouterr().out.splitlines() == [
-        "search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node"] * 2
+        "search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node",
+        "search freed placement group 6320054b820c (1 CPU): its Ray Train run replaced workers that died while "
+        "starting"] * 2
