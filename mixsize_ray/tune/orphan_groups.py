@@ -18,8 +18,7 @@ the head, for good. Its retries time out every 60 s on the CPU the old group hol
 A group is an orphan here when it belongs to this job, is neither detached nor removed, was created by an
 actor (not a driver: Tune's trial groups never count), and either that actor is dead (what Ray itself would
 remove when the job ends) or that actor has created a newer group since (a Ray Train controller runs one
-worker group at a time). The search driver frees them (``OrphanGroupReaper``, armed by a trial failure) and
-prints one line each.
+worker group at a time). The search driver frees them every 10 s (``OrphanGroupReaper``) and prints one line each.
 
 Reads the GCS placement-group table through ``ray._private.state`` (the public ``placement_group_table``
 leaves out the creator); Ray is pinned (``ray==2.60.0``), and ``tests/unit/tune/test_orphan_groups.py``
@@ -128,31 +127,36 @@ WHY = {"lost": "its Ray Train run was lost with its node",
 
 
 class OrphanGroupReaper(Callback):
-    """Tune callback: after the first trial failure, frees orphan groups every ``interval_s`` seconds
-    and prints one line for each::
+    """Tune callback: frees orphan groups every ``interval_s`` seconds of the search and prints one line for
+    each::
 
         search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node
+
+    Always on, not only after a trial failure: a node can take a trial's workers down while the trial itself
+    (on another node) survives and restarts them. One read of the GCS table per interval. If the table cannot
+    be read (a Ray that moved the private fields), it says so once and stops; the search goes on.
 
     Holds only picklable state (Tune saves callbacks with the experiment).
     """
 
-    def __init__(self, interval_s: float = 5.0):
+    def __init__(self, interval_s: float = 10.0):
         self.interval_s = interval_s
-        self._armed = False
         self._last = 0.0
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._armed = True
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._armed = True
+        self._off = False
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if not self._armed or time.monotonic() - self._last < self.interval_s:
+        if self._off or time.monotonic() - self._last < self.interval_s:
             return
         self._last = time.monotonic()
         import ray
 
-        for o in reap(ray.get_runtime_context().get_job_id()):
+        try:
+            freed = reap(ray.get_runtime_context().get_job_id())
+        except Exception as e:  # never let housekeeping end a search
+            self._off = True
+            print(f"search cannot read Ray's placement groups ({type(e).__name__}: {e}); groups that lost nodes "
+                  f"leave will not be freed", file=sys.stdout, flush=True)
+            return
+        for o in freed:
             print(f"search freed placement group {o.group.group_id[:12]} ({o.group.cpus:g} CPU): {WHY[o.reason]}",
                   file=sys.stdout, flush=True)

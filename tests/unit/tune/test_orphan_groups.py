@@ -105,7 +105,18 @@ def test_lost_and_replaced_groups_are_held_until_freed_and_only_they_are_freed(l
     assert reap(ray.get_runtime_context().get_job_id()) == []
 
 
-def test_the_reaper_waits_for_a_failure_then_frees_every_interval(monkeypatch, capsys):
+def _fake_ray(monkeypatch):
+    import ray
+
+    class Ctx:
+        @staticmethod
+        def get_job_id():
+            return JOB
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Ctx)
+
+
+def test_the_reaper_frees_once_per_interval_and_says_what_it_freed(monkeypatch, capsys):
     calls = []
 
     def fake_reap(job_id):
@@ -113,26 +124,34 @@ def test_the_reaper_waits_for_a_failure_then_frees_every_interval(monkeypatch, c
         return [Orphan(_group("92886901d05f0e97f7720b1cc9fa02000000"), "lost"),
                 Orphan(_group("6320054b820cbd21f0576a1819c402000000", cpus=1.0), "replaced")]
 
-    class Ctx:
-        @staticmethod
-        def get_job_id():
-            return JOB
-
-    import ray
-
+    _fake_ray(monkeypatch)
     monkeypatch.setattr(orphan_groups, "reap", fake_reap)
-    monkeypatch.setattr(ray, "get_runtime_context", lambda: Ctx)
-    clock = iter([100.0, 100.0, 101.0, 106.0, 106.0])
+    clock = iter([100.0, 100.0, 105.0, 110.0, 110.0])
     monkeypatch.setattr(orphan_groups.time, "monotonic", lambda: next(clock))
-    reaper = OrphanGroupReaper(interval_s=5.0)
-    reaper.on_step_end(0, [])  # no failure yet: no query at all
-    assert calls == []
-    reaper.on_trial_recover(1, [], trial=None)
+    reaper = OrphanGroupReaper(interval_s=10.0)
     reaper.on_step_end(1, [])  # t=100: first check
-    reaper.on_step_end(2, [])  # t=101: within the interval
-    reaper.on_step_end(3, [])  # t=106: second check
+    reaper.on_step_end(2, [])  # t=105: within the interval
+    reaper.on_step_end(3, [])  # t=110: second check
     assert calls == [JOB, JOB]
     assert capsys.readouterr().out.splitlines() == [
         "search freed placement group 92886901d05f (1 CPU): its Ray Train run was lost with its node",
         "search freed placement group 6320054b820c (1 CPU): its Ray Train run replaced workers that died while "
         "starting"] * 2
+
+
+def test_a_reaper_that_cannot_read_the_table_says_so_once_and_the_search_goes_on(monkeypatch, capsys):
+    calls = []
+
+    def broken(job_id):
+        calls.append(job_id)
+        raise AttributeError("'GlobalStateAccessor' object has no attribute 'get_placement_group_table'")
+
+    _fake_ray(monkeypatch)
+    monkeypatch.setattr(orphan_groups, "reap", broken)
+    reaper = OrphanGroupReaper(interval_s=0.0)
+    for i in range(3):
+        reaper.on_step_end(i, [])
+    assert calls == [JOB]
+    assert capsys.readouterr().out.splitlines() == [
+        "search cannot read Ray's placement groups (AttributeError: 'GlobalStateAccessor' object has no attribute "
+        "'get_placement_group_table'); groups that lost nodes leave will not be freed"]
