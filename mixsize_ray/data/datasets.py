@@ -42,7 +42,6 @@ SPLITS: tuple[str, ...] = ("train", "test")
 """Splits; ``val`` is accepted as an alias of ``test`` (ImageFolder reads ``root/val``)."""
 
 
-
 class DatasetInfo(NamedTuple):
     """What the training code needs to know about a dataset before loading it."""
 

@@ -53,6 +53,8 @@ def test_a_live_creators_older_group_is_an_orphan_once_it_made_a_newer_one():
 def local_ray():
     import ray
 
+    if ray.is_initialized():  # an earlier test's Ray (connected or auto-initialised) in this pytest process
+        ray.shutdown()
     temp = Path("/tmp") / f"mxr-og-{secrets.token_hex(3)}"  # short: Ray's socket paths are length-capped
     ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
              configure_logging=False)
