@@ -4,8 +4,11 @@ starting): which groups count, that a real Ray keeps such groups until the job e
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from mixsize_ray.tune import orphan_groups
 from mixsize_ray.tune.orphan_groups import GroupRecord, Orphan, OrphanGroupReaper, orphans, read_groups, reap
 
 JOB = "02000000"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _group(gid: str, **kw) -> GroupRecord:
@@ -49,12 +53,12 @@ def test_a_live_creators_older_group_is_an_orphan_once_it_made_a_newer_one():
                     new], JOB) == []
 
 
-@pytest.fixture()
-def local_ray():
+@contextlib.contextmanager
+def _own_ray():
+    """A Ray of this process's own (4 CPUs, own temp dir); the scenario runs in a fresh interpreter so that
+    it never meets the session's shared cluster (``tests/integration/conftest.py``)."""
     import ray
 
-    if ray.is_initialized():  # an earlier test's Ray (connected or auto-initialised) in this pytest process
-        ray.shutdown()
     temp = Path("/tmp") / f"mxr-og-{secrets.token_hex(3)}"  # short: Ray's socket paths are length-capped
     ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False,
              configure_logging=False)
@@ -66,8 +70,21 @@ def local_ray():
 
 
 @pytest.mark.integration
-def test_lost_and_replaced_groups_are_held_until_freed_and_only_they_are_freed(local_ray):
-    ray = local_ray
+def test_lost_and_replaced_groups_are_held_until_freed_and_only_they_are_freed():
+    """Runs :func:`_scenario` in a fresh interpreter: its assertions fail that process and show here."""
+    code = "from tests.unit.tune.test_orphan_groups import _scenario; _scenario()"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-4000:]
+
+
+def _scenario() -> None:
+    """Three controllers' groups on a real cluster: a killed one's, a live one's superseded one, the live
+    one's newer one, plus a driver's group; :func:`reap` must free exactly the first two."""
+    with _own_ray() as ray:
+        _check_reap(ray)
+
+
+def _check_reap(ray) -> None:
     from ray.util.placement_group import placement_group
 
     @ray.remote(num_cpus=0)
@@ -101,7 +118,7 @@ def test_lost_and_replaced_groups_are_held_until_freed_and_only_they_are_freed(l
     assert [states[g] for g in (lost_id, live_id, replacement, trial.id.hex())] == [
         "REMOVED", "REMOVED", "CREATED", "CREATED"]
     deadline = time.monotonic() + 10
-    while ray.available_resources().get("CPU", 0.0) != pytest.approx(2.5):  # 4 - replacement's 1 - trial's 0.5
+    while abs(ray.available_resources().get("CPU", 0.0) - 2.5) > 1e-6:  # 4 - replacement's 1 - trial's 0.5
         assert time.monotonic() < deadline, ray.available_resources()
         time.sleep(0.2)
     assert reap(ray.get_runtime_context().get_job_id()) == []
