@@ -145,8 +145,8 @@ class OrphanGroupReaper(Callback):
         self._off = False
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._off or time.monotonic() - self._last < self.interval_s:
-            return
+        if self._off or 0.0 <= time.monotonic() - self._last < self.interval_s:
+            return  # (a _last ahead of the clock came from another process: a resumed search's saved callback)
         self._last = time.monotonic()
         import ray
 

@@ -158,6 +158,17 @@ def test_the_reaper_frees_once_per_interval_and_says_what_it_freed(monkeypatch, 
         "starting"] * 2
 
 
+def test_a_reaper_restored_from_another_process_runs_at_once(monkeypatch):
+    """Tune saves callbacks with the experiment; a resumed search (another boot's clock) must not wait."""
+    calls = []
+    _fake_ray(monkeypatch)
+    monkeypatch.setattr(orphan_groups, "reap", lambda job_id: calls.append(job_id) or [])
+    reaper = OrphanGroupReaper(interval_s=10.0)
+    reaper._last = orphan_groups.time.monotonic() + 1e6  # saved by a process whose clock ran ahead
+    reaper.on_step_end(0, [])
+    assert calls == [JOB]
+
+
 def test_a_reaper_that_cannot_read_the_table_says_so_once_and_the_search_goes_on(monkeypatch, capsys):
     calls = []
 
