@@ -35,3 +35,17 @@ def test_config_and_counts_load_without_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_name_the_data_package_lists_resolves_to_its_module():
+    """``mixsize_ray.data`` loads its names lazily (so ``counts`` stays torch-free): each listed name must
+    still be the object of the module that defines it."""
+    import importlib
+
+    import mixsize_ray.data as data
+
+    for name in data.__all__:
+        home = importlib.import_module(f"mixsize_ray.data.{data._HOME[name]}")
+        assert getattr(data, name) is getattr(home, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = data.nope
