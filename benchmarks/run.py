@@ -1,4 +1,4 @@
-"""`make bench`: P1-P6, each a median of repeats with its spread and target, in one run.
+"""`make bench`: P0-P6, each a median of repeats with its spread and target, in one run.
 
     python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
     python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
@@ -18,6 +18,7 @@ from benchmarks import (
     bench_calibration,
     bench_flops,
     bench_loader,
+    bench_refusals,
     bench_smoothing,
     bench_step_time,
     bench_throughput,
@@ -26,6 +27,7 @@ from benchmarks.common import RESULTS, write_result
 from benchmarks.figure import DEFAULT, Budget, Figure, table
 
 BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
+    "p0": lambda b: [bench_refusals.measure(b)],
     "p1": lambda b: [bench_throughput.measure(b)],
     "p2": lambda b: [bench_step_time.measure("cifar_s28_bplus", b, "P2 B+"),
                      bench_step_time.measure("cifar_s28_dplus", b, "P2 D+")],

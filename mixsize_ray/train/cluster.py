@@ -16,6 +16,8 @@ import math
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -80,7 +82,8 @@ def disconnect() -> None:
 
 
 def connect(req: ClusterRequest) -> bool:
-    """Connect to ``req.address`` or start a local cluster (loopback only, no dashboard). Returns True when
+    """Connect to ``req.address`` or start a local cluster (every process on 127.0.0.1, no dashboard; see
+    :func:`single_node`). Returns True when
     this call initialised Ray (the caller then calls :func:`disconnect`); False when Ray was already up.
     Before a local cluster starts, those that killed drivers left behind are stopped and their folders
     removed (:mod:`mixsize_ray.train.stale_clusters`)."""
@@ -97,12 +100,43 @@ def connect(req: ClusterRequest) -> bool:
     for gone in reap_stale():  # local clusters of killed drivers: their agents and folders
         print(f"stopped a local Ray cluster left by a killed run: {gone}", flush=True)
     _LOCAL_TEMP.append(str(claim(Path(tempfile.mkdtemp(prefix=req.temp_prefix)))))
-    ray.init(
-        num_cpus=req.local_cpus(),
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",  # a private local cluster: loopback only
-        _temp_dir=_LOCAL_TEMP[-1],
-        log_to_driver=not req.quiet,
-        logging_level=level,
-    )
+    with single_node():
+        ray.init(
+            num_cpus=req.local_cpus(),
+            include_dashboard=False,
+            _node_ip_address=LOOPBACK,
+            _temp_dir=_LOCAL_TEMP[-1],
+            log_to_driver=not req.quiet,
+            logging_level=level,
+        )
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:  # never run a private cluster on a shared network by surprise
+        disconnect()
+        raise RuntimeError(f"the local Ray cluster came up on {node_ip}, not {LOOPBACK}: this Ray ignores the "
+                           "single-node switch (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER); refusing to run on it")
     return True
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextmanager
+def single_node() -> Iterator[None]:
+    """While a local cluster starts: Ray's single-node mode, whose node address is loopback.
+
+    Ray turns ``_node_ip_address="127.0.0.1"`` (and ``ray start --node-ip-address 127.0.0.1``) into the
+    machine's own address (``services.resolve_ip_for_localhost``), and its GCS, raylet, workers and agents
+    then listen on every interface. Only in single-node mode (``ray_constants.ENABLE_RAY_CLUSTER`` false,
+    what ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` sets at import, and Ray's default on macOS and Windows)
+    does it keep loopback, and every process of the cluster then binds ``127.0.0.1`` (checked with psutil in
+    ``tests/integration/test_loopback.py``). Set for this process only and restored afterwards, so that a
+    ``ray start`` of a real multi-node cluster from the same environment is unaffected.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved

@@ -108,17 +108,23 @@ def training_spec(cfg: Config, facts: Preflight, tracking: dict[str, Any] | None
 
 def build_trainer(cfg: Config, spec: WorkerSpec):
     """The TorchTrainer for ``spec`` with ``cfg``'s resources (gloo on CPU, nccl and a GPU per worker with
-    ``ray.use_gpu``), failure budget and checkpoint retention."""
+    ``ray.use_gpu``; its rendezvous on 127.0.0.1 on a local cluster: :mod:`.rendezvous`), failure budget and
+    checkpoint retention; without Ray Train's placement-group cleaner
+    on a cluster that serves no State API (a local one), where it cannot work (:mod:`.orphan_groups`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
+
+    from mixsize_ray.train.orphan_groups import serves_state_api, without_train_cleaner
+    from mixsize_ray.train.rendezvous import RendezvousConfig
 
     resources = {"CPU": cfg.ray.cpus_per_worker}
     if cfg.ray.use_gpu:
         resources["GPU"] = 1
-    return TorchTrainer(
+    trainer_cls = TorchTrainer if serves_state_api() else without_train_cleaner(TorchTrainer)
+    return trainer_cls(
         spec.func,
         train_loop_config=spec.loop_config,
-        torch_config=TorchConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),
+        torch_config=RendezvousConfig(backend="nccl" if cfg.ray.use_gpu else "gloo"),  # loopback on a local cluster
         scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=cfg.ray.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
@@ -129,6 +135,20 @@ def build_trainer(cfg: Config, spec: WorkerSpec):
             callbacks=list(spec.callbacks) or None,
         ),
     )
+
+
+def fit(trainer: Any, reap_groups: bool) -> Any:
+    """``trainer.fit()``; with ``reap_groups`` (the driver that connected) on a cluster without State API,
+    a :class:`~mixsize_ray.train.orphan_groups.GroupReaper` frees orphan placement groups meanwhile, as Ray
+    Train's cleaner would where it can run. (In a Tune trial the search's callback does it.)"""
+    from mixsize_ray.train.orphan_groups import GroupReaper, serves_state_api
+
+    if not reap_groups or serves_state_api():
+        return trainer.fit()
+    import ray
+
+    with GroupReaper(ray.get_runtime_context().get_job_id(), say=_say):
+        return trainer.fit()
 
 
 def check_gpus(cfg: Config, workers: int) -> None:
@@ -174,7 +194,7 @@ def launch(cfg: Config, *, job: Evaluation | None = None, callbacks: Sequence[An
         started_here = connect(ClusterRequest(facts.address, cfg.ray.num_workers * cfg.ray.cpus_per_worker))
         check_gpus(cfg, cfg.ray.num_workers)
         spec = training_spec(cfg, facts, tracking.to_dict() if tracking else None, callbacks)
-        result = build_trainer(cfg, spec).fit()
+        result = fit(build_trainer(cfg, spec), reap_groups=started_here)
     except (KeyboardInterrupt, ConfigError) as e:
         _finish(tracking, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED", say)
         raise

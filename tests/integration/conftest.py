@@ -22,8 +22,11 @@ def ray_local():
 
     tmp = tempfile.mkdtemp(prefix="mxr-ray-")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(num_cpus=3, include_dashboard=False, _temp_dir=tmp, log_to_driver=True, _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    from mixsize_ray.train.cluster import LOOPBACK, single_node
+
+    with single_node():  # loopback for real, as the product's own local clusters
+        ray.init(num_cpus=3, include_dashboard=False, _temp_dir=tmp, log_to_driver=True, _node_ip_address=LOOPBACK,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield ray
     ray.shutdown()
 

@@ -40,16 +40,17 @@ def _start(search_dir, port: int, cwd, sigint_ignored: bool = False) -> tuple[su
     return proc, line
 
 
-def _stop(proc: subprocess.Popen, sig: int) -> float:
-    """Send ``sig``; the seconds until the command exited (SIGKILL after 30 s, then the test fails)."""
-    t0 = time.monotonic()
+def _stop(proc: subprocess.Popen, sig: int) -> bool:
+    """Send ``sig``; whether the command exited by itself. One still running after 60 s (a hang guard, not a
+    speed check) is SIGKILLed with its group, and the test fails."""
     os.kill(proc.pid, sig)
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
+        return True
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    return time.monotonic() - t0
+        return False
 
 
 def _get(url: str) -> dict:
@@ -72,8 +73,8 @@ def test_dashboard_serves_the_study_and_sigterm_stops_it(tmp_path):
         assert descendants(proc.pid) == []  # served in the command's own process: nothing to leave behind
         _browse(url, tmp_path)
     finally:
-        took = _stop(proc, signal.SIGTERM)  # a service manager's stop
-    assert proc.returncode == 0 and took < 10, proc.stdout.read()
+        exited = _stop(proc, signal.SIGTERM)  # a service manager's stop
+    assert exited and proc.returncode == 0, proc.stdout.read()
     assert_port_closed(port)
 
 
@@ -101,6 +102,6 @@ def test_ctrl_c_stops_it_too(tmp_path, sigint_ignored):
     make_search(tmp_path / "s", trials=1)
     port = free_port()
     proc, _ = _start(tmp_path / "s", port, cwd=tmp_path, sigint_ignored=sigint_ignored)
-    took = _stop(proc, signal.SIGINT)
-    assert proc.returncode == 0 and took < 10
+    exited = _stop(proc, signal.SIGINT)
+    assert exited and proc.returncode == 0
     assert_port_closed(port)

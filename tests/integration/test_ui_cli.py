@@ -60,14 +60,15 @@ def test_ui_serves_the_store_on_loopback(tmp_path, stop):
         started = descendants(proc.pid)  # mlflow server, uvicorn, huey workers
         assert started  # at least the mlflow server (and its uvicorn / huey workers)
     finally:
-        t0 = time.monotonic()
         os.kill(proc.pid, stop)  # Ctrl-C or a service manager's SIGTERM: the command stops what it started
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)  # a hang guard, not a speed check
+            exited = True
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode in (0, 130) and time.monotonic() - t0 < 10
+            exited = False
+    assert exited and proc.returncode in (0, 130)
     assert [p for p in started if _alive(p)] == []  # no server, uvicorn or huey process outlives it
     import socket
 

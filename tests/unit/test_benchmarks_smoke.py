@@ -142,3 +142,21 @@ def test_calibration_tradeoff_rows_are_deltas_from_the_first_protocol(tmp_path, 
     assert rows[0]["max_abs_delta"] == 0 and rows[0]["images_per_size"] == 16  # 2 batches of B0 = 8
     deltas = [abs(rows[1]["top1"][s] - rows[0]["top1"][s]) for s in rows[0]["top1"]]
     assert rows[1]["mean_abs_delta"] == pytest.approx(sum(deltas) / 13) and rows[1]["images_per_size"] == 4
+
+
+def test_p0_values_are_each_cases_median_refusal_time():
+    from benchmarks import bench_refusals
+
+    f = bench_refusals.measure(Budget(repeats=2, window=1, warmup=0), cases=["config-missing", "config-is-a-folder"])
+    d = f.detail
+    assert d["cases"] == 2 and d["repeats"] == 2 and f.target == 5.0 and f.at_least is False
+    assert f.values == list(d["per_case_median_s"].values()) and all(v > 0 for v in f.values)
+    assert d["slowest_median_s"] == max(f.values)
+
+
+def test_p0_refuses_to_time_a_case_that_is_accepted(monkeypatch):
+    from benchmarks import bench_refusals
+
+    monkeypatch.setitem(bench_refusals.CASES, "accepted", {"args": ["--help"]})  # exits 0: not a refusal
+    with pytest.raises(RuntimeError, match="case accepted was not refused"):
+        bench_refusals.measure(Budget(repeats=1, window=1, warmup=0), cases=["accepted"])

@@ -19,7 +19,8 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(mixsize_ray.__path__, "mi
 
 @pytest.mark.parametrize("name", [*MODULES, "benchmarks.reproduce_claims", "benchmarks.figure", "benchmarks.common",
                                   "benchmarks.bench_calibration",
-                                  "benchmarks.bench_step_time", "benchmarks.bench_flops"])
+                                  "benchmarks.bench_step_time", "benchmarks.bench_flops", "benchmarks.bench_refusals",
+                                  "tests.cli_corpus.runner", "tests.unit.test_no_wall_clock_asserts"])
 def test_docstring_examples(name, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)  # examples name files as the README does (search_spaces/...)
     monkeypatch.setenv("MIXSIZE_RAY_DATA_DIR", str(tmp_path / "data"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,6 @@ def _train(tmp_path, *sets: str, env_extra: dict | None = None) -> subprocess.Co
 @pytest.mark.parametrize("via_env", [False, True])
 def test_unreachable_tracking_server_exits_2_naming_the_uri(tmp_path, via_env):
     uri = f"http://127.0.0.1:{free_port()}"
-    t0 = time.monotonic()
     if via_env:
         proc = _train(tmp_path, env_extra={"MLFLOW_TRACKING_URI": uri})
     else:
@@ -42,8 +40,7 @@ def test_unreachable_tracking_server_exits_2_naming_the_uri(tmp_path, via_env):
     assert lines[0].startswith("mixsize-ray: error: tracking.uri") and f"got '{uri}'" in lines[0]
     assert "reachable MLflow tracking server" in lines[0]
     assert "Ray" not in proc.stdout and not list(tmp_path.glob("*/checkpoint_*"))  # nothing launched
-    assert not (tmp_path / "mlflow.db").exists()
-    assert time.monotonic() - t0 < 120
+    assert not (tmp_path / "mlflow.db").exists()  # (a hang is caught by _train's 180 s timeout)
 
 
 def test_file_store_uri_is_refused(tmp_path):
