@@ -3,7 +3,7 @@
 Ray Train's ``TorchConfig`` (``init_method="env"``) has rank 0 start torch's ``TCPStore`` server at
 ``MASTER_ADDR:MASTER_PORT``; that server listens on every interface (``::``) whatever ``MASTER_ADDR`` says,
 so on a local cluster it was the one port of a `mixsize-ray train` run reachable from the network (found by
-``tests/integration/test_local_cluster.py``, which lists every listening socket of a real run). gloo and
+``tests/integration/test_demo_cli.py``, which lists every listening socket of a real run). gloo and
 NCCL pick their interface from the host name unless told.
 
 :class:`RendezvousConfig` keeps Ray Train's setup on a real cluster (rank 0's node address is not

@@ -1,7 +1,12 @@
-"""Live metrics for real: a Ray head with its metrics export port, a 2-worker MixSize training submitted
-as a Ray job, Ray's endpoint scraped on loopback, and Debian's Prometheus running the shipped
-dashboards/prometheus/prometheus.yml (Ray's service-discovery file) against that head. Every PromQL
-expression of dashboards/grafana/mixsize.json must then return data through Prometheus' HTTP API."""
+"""Jobs on a real `ray start --head` (loopback ports, its own temp dir and auth token, metrics export on),
+started once for this module and stopped (that cluster only) after it:
+
+- a real `ray job submit` of a smoke training that must SUCCEED and write its checkpoint and sweep;
+- live metrics for real: a 2-worker MixSize training submitted as a Ray job, Ray's endpoint scraped on
+  loopback, and Debian's Prometheus running the shipped dashboards/prometheus/prometheus.yml (Ray's
+  service-discovery file) against that head. Every PromQL expression of dashboards/grafana/mixsize.json must
+  then return data through Prometheus' HTTP API. Its series are told apart by the run's name (``run="live"``)
+  and its queries by the time window of its own job, so the other job on the head does not count for it."""
 
 from __future__ import annotations
 
@@ -37,6 +42,35 @@ TRAIN = ["--set", "regime.sizes=[16,24,32]", "--set", "regime.probs=[0.3,0.3,0.4
 def _get(url: str, timeout: float = 10) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
         return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, shapes_cache):
+    """One head for the module's jobs (a head's start and stop cost tens of seconds on 2 cores)."""
+    with ray_head(tmp_path_factory.mktemp("head"), shapes_cache, metrics=True,
+                  extra_env={"RAY_metrics_report_interval_ms": "1000"}) as h:
+        yield h
+
+
+def test_ray_job_submit_smoke_train_succeeds(head, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", head.address, "--working-dir", str(ROOT), "--",
+         "mixsize-ray", "train", "search_spaces/cifar_s28_dplus.yaml", "--smoke",
+         "--set", "ray.num_workers=2", "--set", "tracking.enabled=false", "--set", f"train.output_dir={out}",
+         "--set", "train.name=job"],
+        env=head.env, capture_output=True, text=True, timeout=540,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "succeeded" in log
+    listing = subprocess.run([str(BIN / "ray"), "job", "list", "--address", head.address], env=head.env,
+                             capture_output=True, text=True).stdout
+    assert "SUCCEEDED" in listing
+    # the job ran on this cluster (its temp dir) and wrote the checkpoint + sweep
+    ckpts = sorted((out / "job").glob("checkpoint_*/sweep.json"))
+    assert ckpts, log[-3000:]
+    assert any(head.temp_dir.glob("session_*/logs/job-driver-*.log"))
 
 
 @pytest.fixture
@@ -85,40 +119,38 @@ def _finite_points(prom: str, expr: str, start: float, end: float) -> int:
     return sum(1 for s in doc["data"]["result"] for _, v in s["values"] if math.isfinite(float(v)))
 
 
-def test_a_training_feeds_every_dashboard_query(tmp_path, shapes_cache, prometheus):
-    with ray_head(tmp_path, shapes_cache, metrics=True,
-                  extra_env={"RAY_metrics_report_interval_ms": "1000"}) as head:
-        deadline = time.monotonic() + 60  # the head writes the service-discovery file with its dashboard
-        while not (head.temp_dir / "prom_metrics_service_discovery.json").exists():
-            assert time.monotonic() < deadline, "no prom_metrics_service_discovery.json"
-            time.sleep(1)
-        prom = prometheus(head.temp_dir)
-        start = time.time()
-        log = tmp_path / "job.log"
-        job = subprocess.Popen(
-            [str(BIN / "ray"), "job", "submit", "--address", head.address, "--working-dir", str(ROOT), "--",
-             "mixsize-ray", "train", "search_spaces/cifar_s28_bplus.yaml", *TRAIN,
-             "--set", f"train.output_dir={tmp_path / 'runs'}"],
-            env=head.env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-        # Ray's own endpoint, on loopback, polled while the job runs (a gauge goes with its worker):
-        # every exported series of every live metric shows up for this run
-        seen: set[str] = set()
-        deadline = time.monotonic() + 540
-        while job.poll() is None:
-            assert time.monotonic() < deadline, "the job did not end in 540 s"
-            try:
-                seen |= _series(_get(f"http://127.0.0.1:{head.metrics_port}/metrics", timeout=5))
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert job.returncode == 0, log.read_text()[-4000:]
-        want = {s for m in live_names.ALL for s in m.series}
-        assert want <= seen, f"missing on Ray's endpoint: {sorted(want - seen)}"
-        time.sleep(4)  # a few more scrapes after the last export
-        end = time.time()
+def test_a_training_feeds_every_dashboard_query(head, tmp_path, prometheus):
+    deadline = time.monotonic() + 60  # the head writes the service-discovery file with its dashboard
+    while not (head.temp_dir / "prom_metrics_service_discovery.json").exists():
+        assert time.monotonic() < deadline, "no prom_metrics_service_discovery.json"
+        time.sleep(1)
+    prom = prometheus(head.temp_dir)
+    start = time.time()
+    log = tmp_path / "job.log"
+    job = subprocess.Popen(
+        [str(BIN / "ray"), "job", "submit", "--address", head.address, "--working-dir", str(ROOT), "--",
+         "mixsize-ray", "train", "search_spaces/cifar_s28_bplus.yaml", *TRAIN,
+         "--set", f"train.output_dir={tmp_path / 'runs'}"],
+        env=head.env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    # Ray's own endpoint, on loopback, polled while the job runs (a gauge goes with its worker):
+    # every exported series of every live metric shows up for this run
+    seen: set[str] = set()
+    deadline = time.monotonic() + 540
+    while job.poll() is None:
+        assert time.monotonic() < deadline, "the job did not end in 540 s"
+        try:
+            seen |= _series(_get(f"http://127.0.0.1:{head.metrics_port}/metrics", timeout=5))
+        except OSError:
+            pass
+        time.sleep(0.5)
+    assert job.returncode == 0, log.read_text()[-4000:]
+    want = {s for m in live_names.ALL for s in m.series}
+    assert want <= seen, f"missing on Ray's endpoint: {sorted(want - seen)}"
+    time.sleep(4)  # a few more scrapes after the last export
+    end = time.time()
 
-        # the same data through Prometheus: every query of the Grafana dashboard returns finite points
-        empty = [e for e in exprs() if _finite_points(prom, fill_variables(e, "10s"), start, end) == 0]
-        assert not empty, "queries without data:\n" + "\n".join(empty)
-        targets = json.loads(_get(f"{prom}/api/v1/targets"))["data"]["activeTargets"]
-        assert targets and all(t["health"] == "up" for t in targets if str(head.metrics_port) in t["scrapeUrl"])
+    # the same data through Prometheus: every query of the Grafana dashboard returns finite points
+    empty = [e for e in exprs() if _finite_points(prom, fill_variables(e, "10s"), start, end) == 0]
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+    targets = json.loads(_get(f"{prom}/api/v1/targets"))["data"]["activeTargets"]
+    assert targets and all(t["health"] == "up" for t in targets if str(head.metrics_port) in t["scrapeUrl"])

@@ -34,3 +34,20 @@ def test_unreachable_address_is_refused_and_a_listening_one_passes():
         srv.listen()
         check_address(f"ray://127.0.0.1:{srv.getsockname()[1]}", timeout=1.0)
     check_address("auto")
+
+
+def test_single_node_mode_keeps_loopback_and_is_restored():
+    """Ray resolves 127.0.0.1 to the machine's address unless it runs single-node; the switch holds only while
+    a local cluster starts (a multi-node `ray start` from the same process stays possible afterwards)."""
+    from ray._private import ray_constants, services
+
+    from mixsize_ray.train.cluster import LOOPBACK, single_node
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with single_node():
+        assert services.resolve_ip_for_localhost(LOOPBACK) == LOOPBACK
+        assert ray_constants.ENABLE_RAY_CLUSTER is False
+    assert ray_constants.ENABLE_RAY_CLUSTER == before is True
+    with pytest.raises(RuntimeError), single_node():
+        raise RuntimeError("a failed start")
+    assert ray_constants.ENABLE_RAY_CLUSTER is True
