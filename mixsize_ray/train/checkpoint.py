@@ -7,7 +7,8 @@ or is corrupt raises a one-line :class:`ConfigError` naming the file.
 
 State keys: ``format`` (= FORMAT), ``model`` (state_dict), ``optimizer``, ``smoother`` (or None),
 ``scaler`` (or None), ``epoch`` (last finished epoch), ``step`` (next step within ``epoch + 1``: 0 at
-epoch ends), ``global_step``, ``rng`` (torch CPU RNG state), ``bn_cache`` (per-size BN statistics),
+epoch ends), ``global_step``, ``rng`` (rank 0's torch CPU RNG state), ``cuda_rng`` (its CUDA one, or None),
+``rng_by_rank`` (mid-epoch checkpoints: every rank's ``{"cpu", "cuda"}``, :mod:`.rng`), ``bn_cache`` (per-size BN statistics),
 ``config`` (resolved config as plain data), ``mlflow_run_id`` (or None), ``metrics`` (last epoch).
 
 ``manifest.json`` is the checkpoint's small metadata: besides the checksum it holds ``epoch``, ``step``,

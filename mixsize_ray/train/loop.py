@@ -37,6 +37,7 @@ from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
 from mixsize_ray.train.epoch_sums import EpochSums, Reading, StepOutcome
 from mixsize_ray.train.live_metrics import LiveMetrics, Progress, StepTiming
+from mixsize_ray.train.rng import rng_state, set_rng_state
 
 LOG_EVERY = 20  # steps between progress lines on rank 0 (and between host reads of loss and finite flag)
 
@@ -158,6 +159,7 @@ class TrainingLoop:
         self.start_step = 0
         self.global_step = 0
         self._in_epoch_step: int | None = None  # set while on_step runs (mid-epoch checkpoints)
+        self._resume_rng: dict[str, Any] | None = None  # a loaded checkpoint's RNG state, for a mid-epoch resume
         self._sums: EpochSums | None = None  # the running epoch's device-side sums
         self.log_every = LOG_EVERY
         self.last_step_times: dict[int, list[float]] = {}  # seconds per step by size, of the last epoch
@@ -221,8 +223,15 @@ class TrainingLoop:
         cfg, epoch = self.cfg, self.epoch
         self.schedule.set_epoch(epoch, self.start_step)
         # Augmentation is seeded per step by the loader. Torch's global RNG, seeded per (seed, epoch, rank),
-        # only feeds the model's own randomness (dropout, stochastic depth: efficientnet_b0).
-        torch.manual_seed((cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank)
+        # only feeds the model's own randomness (dropout, stochastic depth: efficientnet_b0). A mid-epoch
+        # resume continues from the checkpoint's RNG state instead, restored once the loader's iterator has
+        # drawn its base seed (as it had in the interrupted run when that state was saved).
+        resume_rng, self._resume_rng = (self._resume_rng if self.start_step else None), None
+        if resume_rng is None:
+            torch.manual_seed((cfg.train.seed * 1_000_003 + epoch) * 1009 + self.rank)
+        batches = iter(self.loader)
+        if resume_rng is not None:
+            set_rng_state(resume_rng, self.device)
         self.model.train()
         self._sums = sums = EpochSums(self.device)
         budget = 0.0
@@ -233,7 +242,7 @@ class TrainingLoop:
         t_last = t_epoch
         lr = self.lr_schedule.lr(self.global_step, self.table.base_batch)
         live = self.live
-        for k, batch in enumerate(self.loader):
+        for k, batch in enumerate(batches):
             t_got = time.perf_counter()
             x, y, size, dup = batch.images, batch.targets, batch.size, batch.duplicates
             global_batch = x.shape[0] // dup * self.world_size
@@ -410,7 +419,8 @@ class TrainingLoop:
             "epoch": self.epoch - 1,
             "step": self.start_step if mid is None else mid,
             "global_step": self.global_step,
-            "rng": torch.get_rng_state(),
+            "rng": torch.get_rng_state(),  # this rank's; a mid-epoch save adds every rank's (rng_by_rank)
+            "cuda_rng": rng_state(self.device)["cuda"],
             "bn_cache": self.bn_cache.state_dict(),
             "config": self.cfg.to_dict(),
             "regime_table": self.table.to_json(),
@@ -426,9 +436,23 @@ class TrainingLoop:
         self.epoch = int(state["epoch"]) + 1
         self.start_step = int(state.get("step", 0))
         self.global_step = int(state["global_step"])
-        torch.set_rng_state(state["rng"])
+        by_rank = state.get("rng_by_rank")
+        mine = (by_rank[self.rank] if by_rank and len(by_rank) == self.world_size
+                else {"cpu": state["rng"], "cuda": state.get("cuda_rng")})
+        set_rng_state(mine, self.device)
+        self._resume_rng = mine  # train_epoch restores it again after the loader draws (mid-epoch resume)
         if state.get("bn_cache"):
             self.bn_cache = BNStatsCache.from_state_dict(state["bn_cache"])
+
+    def all_rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's RNG state (:func:`rng_state`), in rank order: a collective when the run has several
+        ranks. A mid-epoch checkpoint stores it as ``rng_by_rank`` so that each rank's dropout resumes exactly."""
+        mine = rng_state(self.device)
+        if self.world_size == 1 or not _distributed():
+            return [mine]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, mine)
+        return out
 
     @property
     def done(self) -> bool:

@@ -126,10 +126,12 @@ def _report_mid_epoch(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any],
     resumes at step ``k + 1`` instead of repeating the epoch. Nothing is logged to MLflow (epoch metrics
     are logged once, at the epoch's end)."""
     loop.check_finite()  # every rank, before any state is saved: a non-finite step stops the run here
+    rngs = loop.all_rng_states()  # every rank (a collective): each rank's dropout resumes where it was
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = None
         if rank == 0:
             state = loop.state_dict()
+            state["rng_by_rank"] = rngs
             state["metrics"] = {}
             state.update(extra)
             save_checkpoint(tmp, state, config_yaml=cfg.to_yaml())
