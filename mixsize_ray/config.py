@@ -35,7 +35,7 @@ from mixsize_ray.errors import ConfigError
 # are declared once, next to the code that uses them (imported above); these are the train loop's own.
 OPTIMIZERS = ("sgd", "adamw")
 DATA_STYLES = ("auto", *STYLES)
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("auto", "none", "bf16", "fp16")  # auto: bf16 where the device supports it, else none
 
 
 @dataclass
@@ -124,8 +124,8 @@ class TrainConfig:
     sweep_sizes: list[int] | None = None
     calibrate_batches: int = 200
     eval_batch_size: int = 256
-    amp: str = "none"
-    channels_last: bool = False
+    amp: str = "auto"  # train/precision.py: bf16 on a CUDA device that supports it, else none (CPU: always none)
+    channels_last: bool | str = "auto"  # true, false or auto (on for CUDA); CPU: always off
     compile: bool = False
     output_dir: str = "runs"
     num_to_keep: int = 2
@@ -224,6 +224,8 @@ def _coerce(fieldname: str, tp: Any, value: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if bool in inner and str in inner and isinstance(value, bool | str):  # a switch with named settings
+            return value
         return _coerce(fieldname, inner[0], value)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
@@ -344,6 +346,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("optim.momentum", "a number in [0, 1)", cfg.optim.momentum)
     _positive("optim.warmup_steps", cfg.optim.warmup_steps, minimum=0)
     _choice("train.amp", cfg.train.amp, AMP_MODES)
+    if cfg.train.channels_last not in (True, False, "auto"):
+        raise ConfigError("train.channels_last", "true, false or auto", cfg.train.channels_last)
     _positive("train.epochs", cfg.train.epochs)
     _positive("train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, allow_none=True)
     _positive("train.eval_size", cfg.train.eval_size, allow_none=True)

@@ -37,6 +37,7 @@ from mixsize_ray.errors import ConfigError
 from mixsize_ray.models import build_model
 from mixsize_ray.train.checkpoint import load_checkpoint
 from mixsize_ray.train.data_bundle import DataBundle
+from mixsize_ray.train.precision import resolve as resolve_precision
 
 
 def evaluate_checkpoint(
@@ -68,7 +69,11 @@ def _sweep(job: Evaluation, cfg: Config, device: str | torch.device) -> SweepRes
     data = DataBundle(cfg)
     model = build_model(cfg.model.name, cfg.model.num_classes or data.info.num_classes)
     model.load_state_dict(state["model"])
+    device = torch.device(device)
+    precision = resolve_precision(cfg.train.amp, cfg.train.channels_last, device)  # as the run trained
     model.to(device).eval()
+    if precision.channels_last:
+        model.to(memory_format=torch.channels_last)
     min_size = int(getattr(model, "min_size", 1))
     if sizes is None:
         size_list = cfg.train.sweep_sizes or default_sizes(data.info.style, cfg.regime.base_size)
@@ -83,10 +88,12 @@ def _sweep(job: Evaluation, cfg: Config, device: str | torch.device) -> SweepRes
 
         batches = tqdm(data.calibration_together(missing, rank=0), total=n, unit="batch", disable=progress is not True,
                        desc=f"BN calibration, {len(missing)} sizes")
-        cache = calibrate_sizes_together(model, batches, n, cache=cache, device=device)
+        with precision.autocast(device):
+            cache = calibrate_sizes_together(model, batches, n, cache=cache, device=device)
     plan = SweepPlan(size_list, calibration=lambda s: data.calibration_source(s, rank=0), calibration_batches=n,
                      min_size=min_size, metadata=_metadata(cfg, checkpoint))
-    return size_sweep(model, plan, data.eval_batches, cache=cache, device=device, progress=progress)
+    with precision.autocast(device):
+        return size_sweep(model, plan, data.eval_batches, cache=cache, device=device, progress=progress)
 
 
 def _metadata(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:

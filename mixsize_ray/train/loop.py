@@ -17,7 +17,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from mixsize_ray.models import build_model
 from mixsize_ray.train.data_bundle import DataBundle
 from mixsize_ray.train.epoch_sums import EpochSums, Reading, StepOutcome
 from mixsize_ray.train.live_metrics import LiveMetrics, Progress, StepTiming
+from mixsize_ray.train.precision import resolve as resolve_precision
 from mixsize_ray.train.rng import rng_state, set_rng_state
 
 LOG_EVERY = 20  # steps between progress lines on rank 0 (and between host reads of loss and finite flag)
@@ -129,7 +129,8 @@ class TrainingLoop:
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank and every re-run
         model = build_model(cfg.model.name, num_classes).to(self.device)
         self.min_size = int(getattr(model, "min_size", 1))
-        self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
+        self.precision = resolve_precision(cfg.train.amp, cfg.train.channels_last, self.device)
+        self.channels_last = self.precision.channels_last
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = wrap_model(model) if wrap_model else model
@@ -146,9 +147,8 @@ class TrainingLoop:
             self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         self.steps_per_epoch = len(self.schedule.epoch_steps(0))
         self.lr_schedule = lr_schedule_for(cfg, self.table, self.steps_per_epoch)
-        amp = cfg.train.amp if self.device.type == "cuda" else "none"
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.amp_dtype = self.precision.dtype
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.amp == "fp16" else None
         self.smoother = (
             # no host sync in the step: the loop checks the norm's finiteness at its next read (EpochSums)
             GradientSmoother(o.smoothing_alpha, check_finite=False)
@@ -199,9 +199,7 @@ class TrainingLoop:
         torch.cuda.synchronize(self.device)
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return self.precision.autocast(self.device)
 
     # ---- training --------------------------------------------------------------------------------------
     def train_epoch(self, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -370,7 +368,8 @@ class TrainingLoop:
         from mixsize_ray.core.evaluation import evaluate_top_k
 
         size = size or self.cfg.train.eval_size or self.cfg.regime.base_size
-        res = evaluate_top_k(unwrap(self.model), self.data.eval_batches(size), device=self.device, ks=(1,))
+        with self._autocast():  # evaluation runs as training does (train.amp)
+            res = evaluate_top_k(unwrap(self.model), self.data.eval_batches(size), device=self.device, ks=(1,))
         return float(res["top1"])
 
     def sweep_sizes(self) -> list[int]:
@@ -386,10 +385,11 @@ class TrainingLoop:
 
         sizes = sizes or self.sweep_sizes()
         t0 = time.perf_counter()
-        self.bn_cache = calibrate_sizes_together(
-            unwrap(self.model), self.data.calibration_together(sizes, self.rank),
-            num_batches=self.cfg.train.calibrate_batches, device=self.device,
-        )
+        with self._autocast():  # calibrated as trained (train.amp)
+            self.bn_cache = calibrate_sizes_together(
+                unwrap(self.model), self.data.calibration_together(sizes, self.rank),
+                num_batches=self.cfg.train.calibrate_batches, device=self.device,
+            )
         if self.live is not None:
             self.live.calibration(time.perf_counter() - t0)
         return self.bn_cache
@@ -403,8 +403,9 @@ class TrainingLoop:
         plan = SweepPlan(sizes or self.sweep_sizes(), min_size=self.min_size,
                          metadata={"train_sizes": list(c.regime.sizes), "mode": c.regime.mode,
                                    "sampling": c.regime.sampling, "model": c.model.name, "dataset": c.data.name})
-        return size_sweep(unwrap(self.model), plan, self.data.eval_batches, cache=self.bn_cache,
-                          device=self.device, progress=progress)
+        with self._autocast():  # evaluated as trained (train.amp)
+            return size_sweep(unwrap(self.model), plan, self.data.eval_batches, cache=self.bn_cache,
+                              device=self.device, progress=progress)
 
     # ---- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
