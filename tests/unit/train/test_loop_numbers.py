@@ -148,6 +148,20 @@ class Stop(Exception):
     pass
 
 
+def _killed_after(cfg, k_stop: int, folder) -> dict:
+    """A run's first epoch, checkpointed after step ``k_stop`` and stopped there: the checkpoint's state."""
+    first = TrainingLoop(cfg)
+
+    def kill(k: int) -> None:
+        if k == k_stop:
+            save_checkpoint(folder, first.state_dict(), config_yaml=cfg.to_yaml())
+            raise Stop
+
+    with pytest.raises(Stop):
+        first.train_epoch(on_step=kill)
+    return load_checkpoint(folder)
+
+
 def test_resume_mid_epoch_matches_uninterrupted_step_for_step(data_dir, tmp_path):
     cfg = load_config(None, BASE)
     full = TrainingLoop(cfg)
@@ -155,16 +169,7 @@ def test_resume_mid_epoch_matches_uninterrupted_step_for_step(data_dir, tmp_path
     full.train_epoch()
     full.train_epoch()
 
-    first = TrainingLoop(cfg)
-
-    def kill_after_3(k: int) -> None:
-        if k == 3:
-            save_checkpoint(tmp_path / "mid", first.state_dict(), config_yaml=cfg.to_yaml())
-            raise Stop
-
-    with pytest.raises(Stop):
-        first.train_epoch(on_step=kill_after_3)
-    state = load_checkpoint(tmp_path / "mid")
+    state = _killed_after(cfg, 3, tmp_path / "mid")
     assert (state["epoch"], state["step"], state["global_step"]) == (-1, 3, 3)
     resumed = TrainingLoop(cfg)
     resumed.load_state_dict(state)
@@ -237,17 +242,9 @@ def test_resume_mid_epoch_of_a_model_with_dropout_matches_step_for_step(data_dir
     full = TrainingLoop(cfg)
     rec_full = Recorder(full)
     full.train_epoch()
-    first = TrainingLoop(cfg)
-
-    def kill_after_2(k: int) -> None:
-        if k == 2:
-            save_checkpoint(tmp_path / "mid", first.state_dict(), config_yaml=cfg.to_yaml())
-            raise Stop
-
-    with pytest.raises(Stop):
-        first.train_epoch(on_step=kill_after_2)
+    state = _killed_after(cfg, 2, tmp_path / "mid")
     resumed = TrainingLoop(cfg)
-    resumed.load_state_dict(load_checkpoint(tmp_path / "mid"))
+    resumed.load_state_dict(state)
     torch.manual_seed(12345)  # whatever ran in between (the worker's setup) must not matter
     rec = Recorder(resumed)
     resumed.train_epoch()
