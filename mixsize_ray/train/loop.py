@@ -177,17 +177,24 @@ class TrainingLoop:
         return table
 
     # ---- GPU warm-up -----------------------------------------------------------------------------------
+    def warmup_shapes(self) -> list[tuple[int, int]]:
+        """``(S, rows)`` of every input this rank's remaining training will see (rows = B/world x D per step,
+        the short last batches of ``image-fraction`` sampling included), read from the schedule of every
+        remaining epoch (index arithmetic, no data); largest activation (S^2 x rows) first, then larger S."""
+        shapes = {(st.size, st.batch // self.world_size * st.duplicates)
+                  for e in range(self.epoch, self.cfg.train.epochs) for st in self.schedule.epoch_steps(e)}
+        return sorted(shapes, key=lambda t: (t[0] ** 2 * t[1], t[0]), reverse=True)
+
     def warmup(self) -> None:
-        """On GPU: one forward/backward per (S, B*D/world) shape, largest first, so cudnn autotuning and
-        memory reservation happen before timing. Model weights and BN statistics are restored after."""
+        """On GPU: one forward/backward per input shape training will see (:meth:`warmup_shapes`), largest
+        first, so cudnn autotuning (and ``torch.compile``) and memory reservation happen before training, not
+        in it. Model weights and BN statistics are restored after."""
         if self.device.type != "cuda":
             return
         torch.backends.cudnn.benchmark = True
         base = unwrap(self.model)
         saved = {k: v.clone() for k, v in base.state_dict().items()}
-        shapes = sorted({(e.size, e.batch // self.world_size * e.duplicates) for e in self.table.entries},
-                        key=lambda t: t[0] ** 2 * t[1], reverse=True)
-        for s, n in shapes:
+        for s, n in self.warmup_shapes():
             x = torch.randn(n, 3, s, s, device=self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ import torch.multiprocessing as mp
 from mixsize_ray.config import load_config
 from mixsize_ray.train.checkpoint import load_checkpoint, save_checkpoint
 from mixsize_ray.train.loop import TrainingLoop
+
+ROOT = Path(__file__).resolve().parents[3]
 
 SETS = ["regime.sizes=[16,32]", "regime.probs=[0.5,0.5]", "regime.mode=B+", "regime.base_batch=32",
         "data.train_size=512", "data.test_size=64", "data.num_workers=0", "train.epochs=2",
@@ -121,3 +124,23 @@ def test_the_drivers_table_is_used_not_solved_again(cfg, monkeypatch):
     assert TrainingLoop(cfg, table=table).table is table
     with pytest.raises(RuntimeError, match="world size 1 and 512 images; this worker has 2 and 512"):
         TrainingLoop(cfg, world_size=2, table=table)
+
+
+@pytest.mark.parametrize("preset", ["cifar_official_bplus", "cifar_s28_dplus"])
+def test_warmup_covers_every_shape_an_epoch_produces(preset, tmp_path, monkeypatch):
+    """The shapes warmed up (before training, on GPU) equal the (S, rows) of every batch the loader yields:
+    image-fraction sampling's short last batches included; D+ entries (equal S^2 x B x D) ordered by S."""
+    monkeypatch.setenv("MIXSIZE_RAY_DATA_DIR", str(tmp_path))
+    cfg = load_config(ROOT / f"search_spaces/{preset}.yaml",
+                      ["data.train_size=300", "data.test_size=32", "data.num_workers=0", "train.epochs=2"])
+    loop = TrainingLoop(cfg)
+    warmed = loop.warmup_shapes()
+    produced = set()
+    for epoch in range(2):
+        loop.schedule.set_epoch(epoch)
+        produced |= {(int(b.images.shape[-1]), int(b.images.shape[0])) for b in loop.loader}
+    assert set(warmed) == produced and len(warmed) == len(produced)
+    cost = [s * s * n for s, n in warmed]
+    assert cost == sorted(cost, reverse=True)
+    ties = [s for (s, n), c in zip(warmed, cost, strict=True) if cost.count(c) > 1]
+    assert ties == sorted(ties, reverse=True)
