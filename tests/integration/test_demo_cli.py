@@ -102,7 +102,9 @@ def test_the_console_has_every_progress_line_and_no_repeating_ray_monitoring(run
     for epoch in range(EPOCHS):  # the project's progress, once per epoch and interval
         assert any(line.startswith(f"[mixsize-ray] epoch {epoch} step {STEPS}/{STEPS} ") for line in lines), epoch
         assert sum(line.startswith(f"[mixsize-ray] epoch {epoch} done: ") for line in lines) == 1, epoch
-    assert any(line.startswith("size sweep: ") for line in lines) and any(line.startswith("final: ") for line in lines)
+    assert any(line.startswith("[mixsize-ray] MLflow: run ") and " FINISHED: " in line for line in lines)
+    assert any(line.split()[:4] == ["size", "top1", "top1_calibrated", "GFLOPs"] for line in lines)  # the sweep
+    assert any(line.startswith("curve: ") for line in lines)
     assert not [line for line in lines if "State API may be temporarily unavailable" in line]
     ray_lines = [line for line in lines if "[mixsize-ray]" not in line]
     repeated = {line: n for line, n in Counter(ray_lines).items() if n > 1}
