@@ -21,7 +21,7 @@ import pytest
 from tests.integration.ray_head import BIN, ray_head, ray_worker_node
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # two nodes, a search, a node lost mid-trial: minutes
 SAMPLES = 4
 
 

@@ -18,7 +18,7 @@ import pytest
 from mixsize_ray.train.stale_clusters import OWNER_FILE, users_of
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a driver killed with its cluster up, then a full re-run
 
 
 def _owned_by(pid: int) -> list[Path]:

@@ -30,7 +30,7 @@ from tests.services import require_tool
 from tests.unit.dashboards.test_grafana import exprs, fill_variables
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a Ray head, two jobs, Prometheus
 RUN = "live"
 TRAIN = ["--set", "regime.sizes=[16,24,32]", "--set", "regime.probs=[0.3,0.3,0.4]", "--set", "regime.mode=B+",
          "--set", "regime.base_size=32", "--set", "regime.base_batch=32", "--set", "data.train_size=1536",

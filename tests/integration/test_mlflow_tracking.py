@@ -287,6 +287,7 @@ def test_resume_reattaches_to_the_same_run(tracked, server):
     assert load_checkpoint(summary.checkpoint)["mlflow_run_id"] == rid
 
 
+@pytest.mark.slow  # a run whose tracking server dies and comes back
 def test_server_gone_mid_run_training_goes_on_and_nothing_is_lost(ray_local, shapes_cache, tmp_path):
     srv = Server(tmp_path / "srv")
     srv.folder.mkdir()

@@ -17,7 +17,7 @@ from mixsize_ray.train.checkpoint import load_checkpoint
 from mixsize_ray.train.loop import TrainingLoop
 from mixsize_ray.tune.search import load_search_space, run_search
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a PBT population must train, report and exploit
 EPOCHS, STEPS = 3, 3
 
 

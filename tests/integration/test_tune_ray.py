@@ -83,6 +83,7 @@ def smoke_search(ray_local, shapes_cache, tmp_path_factory):
     return summary, db, time.perf_counter() - t0
 
 
+@pytest.mark.slow  # four trials of a real search (its fixture)
 def test_smoke_search_of_four_trials(smoke_search):
     summary, _db, seconds = smoke_search
     assert summary.num_trials == 4
@@ -104,6 +105,7 @@ def test_smoke_search_of_four_trials(smoke_search):
     print(f"smoke search of 4 trials: {seconds:.0f} s")
 
 
+@pytest.mark.slow  # (the smoke search)
 def test_mlflow_parent_with_its_trials(smoke_search):
     summary, db, _ = smoke_search
     c = MlflowClient(f"sqlite:///{db}")
@@ -120,6 +122,7 @@ def test_mlflow_parent_with_its_trials(smoke_search):
         assert sorted(r.data.tags["train.name"] for r in kids) == [f"trial_{i:04d}" for i in range(4)]
 
 
+@pytest.mark.slow  # (the smoke search)
 def test_best_yaml_trains(smoke_search, tmp_path):
     summary, _db, _ = smoke_search
     best = summary.experiment_dir / "best.yaml"
@@ -131,6 +134,7 @@ def test_best_yaml_trains(smoke_search, tmp_path):
     assert rc == 0 and list((tmp_path / cfg.train.name).glob("checkpoint_*/state.pt"))
 
 
+@pytest.mark.slow  # a search whose one trial must diverge
 def test_infeasible_trials_do_not_train_and_divergence_fails_alone(ray_local, shapes_cache, tmp_path):
     db = tmp_path / "mlflow.db"
     space = write_space(tmp_path, "edge", db, space__lr={"low": 0.05, "high": 1.0e30, "log": True},
@@ -154,6 +158,7 @@ def test_infeasible_trials_do_not_train_and_divergence_fails_alone(ray_local, sh
     assert any(r.data.tags.get("infeasible_reason") for r in kids)
 
 
+@pytest.mark.slow  # a search killed mid-way, then resumed to its end
 def test_killed_search_resumes_to_exactly_num_samples(ray_local, shapes_cache, tmp_path):
     db = tmp_path / "mlflow.db"
     space = write_space(tmp_path, "resume", db)
