@@ -72,5 +72,6 @@ def test_ui_serves_the_store_on_loopback(tmp_path, stop):
     assert [p for p in started if _alive(p)] == []  # no server, uvicorn or huey process outlives it
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))  # the port is free again: nothing left behind
+    with socket.socket() as s:  # the port is free again: nothing listens on it any more
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: the client's TIME_WAIT
+        s.bind(("127.0.0.1", port))  # connections linger by TCP's design; a listener would still refuse
