@@ -1,40 +1,40 @@
-"""GPU check: does S(144) D+ cost what fixed-224 costs per step on a real card, and is the GPU path healthy?
+"""`make gpu-check`: the product on a GPU. Does S(144) D+ cost what fixed-224 costs per step, with the code
+users run?
 
-What it measures (ResNet-50, ImageNet-shaped synthetic tensors: random images and labels, no dataset):
+What a GPU run does (CUDA present; every number below is a default):
 
-* the (S, B, D) tables of ``search_spaces/imagenet_s144_dplus.yaml`` and ``imagenet_fixed.yaml``, solved by
-  the project's own solver (``regime_from_config(cfg, world_size=1).solve()``), B0 scaled by ``--batch-scale``
-  (every entry keeps its S^2*B*D budget ratio);
-* per size, with bf16 autocast, channels_last, ``cudnn.benchmark`` and the training loop's largest-shape-first
-  warm-up (:meth:`mixsize_ray.train.loop.TrainingLoop.warmup`): the median step time over ``--steps`` timed
-  steps (CUDA events; ``torch.cuda.synchronize`` before and after the timing window), peak memory
-  (``max_memory_allocated``, reset before each step; weights, optimizer state and the regime's pregenerated
-  batches included), cudnn re-tunes and, with ``--compile``, recompiles;
-* the D+ over fixed step-time ratio: sum_i p_i * median_i (p_i = the table's step share) / median_fixed;
-* MFU: FLOPs per step (``FlopCounterMode``, one forward+backward per shape, counted once) over the step time,
-  divided by the card's peak dense bf16 FLOP/s (:data:`PEAK_BF16_TFLOPS`, or ``--peak-tflops``);
-* Ray Train with one GPU: a 1-worker ``TorchTrainer`` with ``TorchConfig(backend="nccl")`` runs a few D+ steps
-  and an ``all_reduce``, and reports its step time and ``torch.distributed.get_backend()``.
+1. Writes ImageNet-shaped synthetic JPEGs (:mod:`benchmarks.jpeg_imagefolder`: 500 x 375 px, ~60 KB, no
+   signal) in the ImageFolder layout: 100 classes, 20,500 training images (B0 x steps per epoch) and 2,500
+   validation images, into a temporary folder (``--data-dir`` keeps and reuses them).
+2. Starts one local Ray cluster and, for ``search_spaces/imagenet_s144_dplus.yaml`` then
+   ``imagenet_fixed.yaml``, calls :func:`mixsize_ray.train.launch.launch` with ``--set``-style overrides
+   (listed in the JSON): ResNet-50 with 1000 classes, B0 256, ``ray.use_gpu``, one worker per visible GPU
+   (DDP when more than one; nccl), 2 epochs of 80 steps, validation at 224 px, BN calibration (2 batches)
+   and the size sweep at 96/128/224/256 px, no MLflow, ``train.step_trace: true``. Each run is preflight,
+   Ray Train's TorchTrainer and :class:`~mixsize_ray.train.loop.TrainingLoop` (its warm-up, bf16 autocast
+   and channels_last by ``auto``), as ``mixsize-ray train`` runs it.
+3. Reads rank 0's step trace from the run's last checkpoint (:mod:`mixsize_ray.train.step_trace`) and
+   reports, per size: median step time (CUDA events, waiting for the batch included) and its compute part,
+   the data wait, peak memory (``max_memory_allocated`` per step), re-tunes (:mod:`benchmarks.step_stats`)
+   and, with ``--compile``, recompiles; per regime: achieved TFLOP/s and MFU against the card's peak dense
+   bf16 (:mod:`benchmarks.gpu_peaks`; FLOPs per step by ``FlopCounterMode`` on the meta device, once per
+   shape), evaluation images/s (validation; the sweep), and where the wall time of ``launch()`` went
+   (share outside training steps); and the D+/fixed step-time ratio sum_i p_i * median_i / median_fixed.
 
-Timed steps are interleaved (each round visits every size once, in a seeded random order) so shape switches
-are timed as in a sampled run. A "re-tune" is a timed step slower than 3x its size's median: with
-``cudnn.benchmark=True`` a conv shape the warm-up missed is re-tuned on its first use, which shows up as such a
-step (allocator growth would too; both are what the warm-up should have prevented). "Recompiles" count new
-dynamo graphs (``torch._dynamo.utils.counters["stats"]["unique_graphs"]``) while a size ran, the very first
-compilation of a model not counted.
-
-Targets: D+/fixed step-time ratio <= 1.05 (printed, with whether it holds; the exit code stays 0), re-tunes
-and recompiles 0 after warm-up; MFU is reported (no pass/fail). Under 5 minutes on one H100/H200.
+Targets (GPU mode; the exit code is 1 and one line names every miss): D+/fixed step time <= 1.05; no
+re-tune (and with ``--compile`` no recompile) after the warm-up; every size of the table trained. The step
+time is the user's: when the loader cannot keep up, the miss says how much of the step was data wait and
+what the ratio is without it.
 
 Run:
-    make gpu-check                                   # GPU: writes benchmarks/results/gpu_check.json
-    make gpu-check GPU_CHECK_ARGS="--batch-scale 0.5 --compile"
-    python -m benchmarks.gpu_check --smoke           # anywhere: benchmarks/results/gpu_check-quick.json
+    make gpu-check                                      # GPU: benchmarks/results/gpu_check.json
+    make gpu-check GPU_CHECK_ARGS="--steps 320 --compile"
+    python -m benchmarks.gpu_check --smoke              # anywhere: benchmarks/results/gpu_check-quick.json
 
-Without CUDA, or with ``--smoke``, the same code runs tiny ("mode": "smoke"): the CIFAR presets
-(``cifar_s28_dplus.yaml``, ``cifar_fixed.yaml``: ResNet-20, 40/32/24/16 px), base batch 8, 3 timed steps per
-size, no autocast on CPU (``amp: "none"``) and one CPU thread, and the Ray part on ``gloo`` without a GPU.
-Smoke numbers check the code path, not the targets.
+Without CUDA, or with ``--smoke``, the very same path runs tiny on CPU ("mode": "smoke"; part of ``make
+test``): the same presets, sizes and sweep on 4 classes of 4 + 2 JPEGs, ResNet-18, B0 4, 2 epochs of 4
+steps, 1 worker (``--workers 2``: DDP on gloo), no loader workers. Smoke numbers check the path; its
+targets are reported, not enforced, and peak memory is null (no CUDA allocator).
 """
 
 from __future__ import annotations
@@ -43,64 +43,54 @@ import argparse
 import json
 import math
 import os
-import random
-import re
-import statistics
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.bench_flops import step_flops
 from benchmarks.common import RESULTS, machine, write_result
+from benchmarks.gpu_peaks import lookup_peak
+from benchmarks.jpeg_imagefolder import JpegSpec, write_imagefolder
+from benchmarks.step_stats import Shape, phase_seconds, size_rows, wall_split, weighted
 from mixsize_ray.config import Config, load_config
-from mixsize_ray.core.loss import batch_augmentation_loss
-from mixsize_ray.core.regime import RegimeTable, regime_from_config
-from mixsize_ray.core.smoothing import GradientSmoother
-from mixsize_ray.core.weight_decay import param_groups
-from mixsize_ray.errors import ConfigError, one_line
+from mixsize_ray.errors import ConfigError, RunFailed, one_line
 from mixsize_ray.models import build_model
+from mixsize_ray.train import launch as launch_module
+from mixsize_ray.train.step_trace import STEP_TRACE_JSON
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = {"dplus": "search_spaces/imagenet_s144_dplus.yaml", "fixed": "search_spaces/imagenet_fixed.yaml"}
 RATIO_TARGET = 1.05
-RETUNE_FACTOR = 3.0  # a timed step slower than this times its size's median counts as a re-tune
-
-# Peak dense (no sparsity) bf16 tensor-core TFLOP/s by device name, first match wins (NVIDIA datasheets:
-# H100 SXM/PCIe, H200, A100, L4, A10). torch names an H100 SXM "NVIDIA H100 80GB HBM3"; NVL cards are not
-# listed (their peak differs) and give MFU null unless --peak-tflops is passed.
-PEAK_BF16_TFLOPS: list[tuple[str, float]] = [
-    (r"H100.*PCIe", 756.0),
-    (r"H100.*(SXM|HBM3)", 989.0),
-    (r"\bH200\b(?!.*NVL)", 989.0),
-    (r"\bA100\b", 312.0),
-    (r"\bL4\b", 121.0),
-    (r"\bA10\b", 125.0),
-]
+EPOCHS = 2  # an epoch boundary (loader restart, checkpoint) is part of what users run
 
 
-# ---- options ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Preset:
-    """What a mode runs: the two configs (their model comes from the config) and its step counts."""
+class Mode:
+    """What a mode trains: model, classes (None: the folders'), B0, steps per regime, JPEG classes and
+    validation images per class, evaluation batch, calibration batches, and the seed (``train.seed``; the
+    smoke's seed 1 draws every size of the S(144) table within its 8 steps, seed 0 misses 96 px)."""
 
-    dplus: str
-    fixed: str
-    num_classes: int
-    batch_scale: float  # default --batch-scale
-    steps: int  # timed steps per size
-    warmup_steps: int  # untimed training steps per size after the warm-up passes
-    ray_steps: int  # timed D+ steps per size in the Ray worker
+    name: str
+    model: str
+    num_classes: int | None
+    base_batch: int
+    steps: int
+    classes: int
+    val_per_class: int
+    eval_batch: int
+    calibrate_batches: int
+    seed: int
 
 
-GPU = Preset("search_spaces/imagenet_s144_dplus.yaml", "search_spaces/imagenet_fixed.yaml", 1000, 1.0, 30, 3, 3)
-SMOKE = Preset("search_spaces/cifar_s28_dplus.yaml", "search_spaces/cifar_fixed.yaml", 10, 0.125, 3, 1, 1)
+GPU = Mode("gpu", "resnet50", 1000, 256, 160, 100, 25, 256, 2, 0)
+SMOKE = Mode("smoke", "resnet18", None, 4, 8, 4, 2, 8, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -108,15 +98,18 @@ class Options:
     """Parsed command line; ``smoke`` is already True when CUDA is missing."""
 
     smoke: bool
-    batch_scale: float
+    base_batch: int
     steps: int
+    workers: int
     compile: bool
     peak_tflops: float | None
     out: Path
+    data_dir: Path | None
+    runs_dir: Path | None
     seed: int = 0
 
     @property
-    def preset(self) -> Preset:
+    def mode(self) -> Mode:
         return SMOKE if self.smoke else GPU
 
 
@@ -141,392 +134,235 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 def parse_options(argv: list[str] | None) -> Options:
     p = _Parser(prog="python -m benchmarks.gpu_check", description=__doc__.splitlines()[0])
-    p.add_argument("--smoke", action="store_true", help="tiny CIFAR-sized run (forced without CUDA)")
-    p.add_argument("--batch-scale", type=_positive(float), default=None,
-                   help="scale B0 (default 1.0: B0=256; smoke 0.125: B0=8); budget ratios are kept")
-    p.add_argument("--steps", type=_positive(int), default=None, help="timed steps per size (default 30; smoke 3)")
-    p.add_argument("--compile", action="store_true", help="torch.compile(dynamic=True) the model; count recompiles")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run of the same path (forced without CUDA)")
+    p.add_argument("--base-batch", type=_positive(int), default=None, help="B0 (default 256; smoke 4: the smallest whose 256 px entry fits the budget)")
+    p.add_argument("--steps", type=_positive(int), default=None,
+                   help=f"training steps per regime, over {EPOCHS} epochs (default 160; smoke 8)")
+    p.add_argument("--workers", type=_positive(int), default=None,
+                   help="Ray Train workers (default: every visible GPU; smoke 1)")
+    p.add_argument("--compile", action="store_true", help="train.compile: count recompiles (default: off)")
     p.add_argument("--peak-tflops", type=_positive(float), default=None,
                    help="the card's peak dense bf16 TFLOP/s for MFU (default: looked up by device name)")
     p.add_argument("--out", type=Path, default=None,
                    help="result JSON (default benchmarks/results/gpu_check.json; smoke: gpu_check-quick.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where the JPEGs go, kept and reused (default: a temporary folder, removed)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="train.output_dir of the two runs, kept (default: a temporary folder, removed)")
+    p.add_argument("--seed", type=int, default=None, help="train.seed (default 0; smoke 1)")
     a = p.parse_args(argv)
     smoke = a.smoke or not torch.cuda.is_available()
-    preset = SMOKE if smoke else GPU
+    mode = SMOKE if smoke else GPU
+    workers = a.workers or (1 if smoke else torch.cuda.device_count())
     out = a.out or RESULTS / ("gpu_check-quick.json" if smoke else "gpu_check.json")
-    return Options(smoke, a.batch_scale or preset.batch_scale, a.steps or preset.steps, a.compile,
-                   a.peak_tflops, out, a.seed)
+    return Options(smoke, a.base_batch or mode.base_batch, a.steps or mode.steps, workers, a.compile,
+                   a.peak_tflops, out, a.data_dir, a.runs_dir, mode.seed if a.seed is None else a.seed)
 
 
-# ---- workloads: the solved tables as shapes ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Shape:
-    """One table entry; a step feeds ``views = batch * duplicates`` images of ``size`` px."""
-
-    size: int
-    batch: int
-    duplicates: int
-    prob: float
-    step_share: float
-
-    @property
-    def views(self) -> int:
-        return self.batch * self.duplicates
+# ---- what runs ---------------------------------------------------------------------------------------------
+def jpeg_spec(opts: Options) -> JpegSpec:
+    """Enough training images for one epoch of ``steps / EPOCHS`` steps of B0 images."""
+    m = opts.mode
+    per_class = math.ceil(math.ceil(opts.steps / EPOCHS) * opts.base_batch / m.classes)
+    return JpegSpec(m.classes, per_class, m.val_per_class, seed=opts.seed)
 
 
-@dataclass(frozen=True)
-class Workload:
-    """What one regime trains: model, shapes, optimizer and smoothing settings (plain data, sent to Ray)."""
-
-    name: str
-    preset: str
-    model: str
-    num_classes: int
-    shapes: tuple[Shape, ...]
-    target_cost: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    weight_decay_on: str
-    smoothing_alpha: float | None
-
-
-def solve(preset: str, base_batch: int) -> tuple[Config, RegimeTable]:
-    """The preset's config with B0 overridden, and its table solved for one rank (ConfigError if no B fits)."""
-    cfg = load_config(ROOT / preset, [f"regime.base_batch={base_batch}"])
-    return cfg, regime_from_config(cfg, world_size=1).solve()
+def overrides(opts: Options, data_root: Path, runs_dir: Path, name: str, sweep: list[int]) -> list[str]:
+    """The ``--set`` values a regime's preset runs with (the preset's regime and optimizer are kept; its LR
+    milestones, at epochs 30/60/80, are dropped for a 2-epoch run)."""
+    m, gpu = opts.mode, not opts.smoke
+    cpus = os.cpu_count() or 2
+    per_worker = max(2, cpus // opts.workers)
+    return [
+        f"data.root={data_root}", "data.train_size=null", "data.test_size=null",
+        f"data.num_workers={max(1, per_worker - 2) if gpu else 0}",
+        f"model.name={m.model}", f"model.num_classes={'null' if m.num_classes is None else m.num_classes}",
+        f"regime.base_batch={opts.base_batch}", "optim.milestone_epochs=null",
+        f"train.name={name}", f"train.output_dir={runs_dir}", f"train.seed={opts.seed}",
+        f"train.epochs={EPOCHS}", f"train.max_steps_per_epoch={math.ceil(opts.steps / EPOCHS)}",
+        f"train.eval_every={EPOCHS}", f"train.sweep_sizes={sweep}", f"train.eval_batch_size={m.eval_batch}",
+        f"train.calibrate_batches={m.calibrate_batches}", f"train.compile={str(opts.compile).lower()}",
+        "train.step_trace=true", "train.num_to_keep=1", "train.max_failures=0", "tracking.enabled=false",
+        f"ray.num_workers={opts.workers}", f"ray.use_gpu={str(gpu).lower()}",
+        f"ray.cpus_per_worker={2 if gpu else 1}",
+    ]
 
 
-def workload(name: str, preset: str, opts: Options) -> Workload:
-    base = load_config(ROOT / preset)
-    cfg, table = solve(preset, max(1, round(base.regime.base_batch * opts.batch_scale)))
-    o = cfg.optim
-    shapes = tuple(Shape(e.size, e.batch, e.duplicates, e.prob, e.step_share) for e in table.entries)
-    return Workload(name, preset, cfg.model.name, cfg.model.num_classes or opts.preset.num_classes, shapes,
-                    table.target_cost, o.lr, o.momentum, o.weight_decay, o.weight_decay_on, o.smoothing_alpha)
+def check_tables(opts: Options, spec: JpegSpec) -> None:
+    """Solve both presets' tables for B0, the workers and the JPEG count before anything starts: a B0 the
+    solver cannot fit is a one-line :class:`ConfigError` naming ``--base-batch`` (``launch()`` would refuse
+    it the same way, after Ray's start)."""
+    from mixsize_ray.core.regime import regime_from_config
+
+    for name, preset in PRESETS.items():
+        try:
+            cfg = load_config(ROOT / preset, [f"regime.base_batch={opts.base_batch}", f"ray.num_workers={opts.workers}"])
+            regime_from_config(cfg, world_size=opts.workers, num_images=spec.train_images).solve()
+        except ConfigError as e:
+            raise ConfigError("--base-batch", f"a B0 that {name}'s table can be solved for with {opts.workers} "
+                              "worker(s)", opts.base_batch, hint=one_line(e, 200)) from None
 
 
-def warmup_order(shapes: tuple[Shape, ...]) -> list[Shape]:
-    """Largest S^2 * views first, as TrainingLoop.warmup orders its (S, B*D) shapes."""
-    return sorted(shapes, key=lambda s: s.size**2 * s.views, reverse=True)
+def shapes_and_flops(cfg: Config, table: Any, world: int) -> tuple[list[Shape], dict[int, int]]:
+    """The table as :class:`Shape` rows and one rank's forward+backward FLOPs per shape (meta device)."""
+    shapes = [Shape(e.size, e.batch, e.duplicates, e.step_share, e.batch // world * e.duplicates)
+              for e in table.entries]
+    classes = cfg.model.num_classes or table_classes(cfg)
+    with torch.device("meta"):
+        model = build_model(cfg.model.name, classes)
+        flops = {s.size: step_flops(model, s.size, s.rows, s.duplicates, classes) for s in shapes}
+    return shapes, flops
 
 
-def interleaved_order(shapes: tuple[Shape, ...], rounds: int, seed: int) -> list[Shape]:
-    """Every shape once per round, in a seeded random order per round."""
-    rng = random.Random(seed)
-    order: list[Shape] = []
-    for _ in range(rounds):
-        order += rng.sample(list(shapes), len(shapes))
-    return order
+def table_classes(cfg: Config) -> int:
+    from mixsize_ray.data.datasets import dataset_info
+
+    return dataset_info(cfg.data.name, cfg.data.root).num_classes
 
 
-# ---- the training step (shared by the bare run and the Ray worker) -----------------------------------------
-class Runner:
-    """One regime's model, optimizer and smoother on ``device``, stepping on fixed random batches: the
-    training loop's step (autocast, channels_last, batch-augmentation loss, gradient smoothing, SGD)."""
-
-    def __init__(self, work: Workload, device: torch.device, compile: bool = False,
-                 wrap: Callable[[nn.Module], nn.Module] | None = None, seed: int = 0):
-        self.work, self.device = work, device
-        self.cuda = device.type == "cuda"
-        self.amp = "bf16" if self.cuda else "none"
-        self.channels_last = self.cuda
-        torch.manual_seed(seed)
-        self.base = build_model(work.model, work.num_classes).to(device)
-        if self.channels_last:
-            self.base = self.base.to(memory_format=torch.channels_last)
-        self.model = wrap(self.base) if wrap else self.base
-        self.compiled = compile
-        if compile:
-            self.model = torch.compile(self.model, dynamic=True)
-        self.optimizer = torch.optim.SGD(param_groups(self.base, work.weight_decay, work.weight_decay_on),
-                                         lr=work.lr, momentum=work.momentum, weight_decay=work.weight_decay)
-        alpha = work.smoothing_alpha
-        self.smoother = GradientSmoother(alpha, check_finite=False) if alpha is not None else None
-        self.batches = {s.size: self._batch(s, seed) for s in work.shapes}
-        self.last_loss: torch.Tensor | None = None
-
-    def _batch(self, shape: Shape, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator(device=self.device).manual_seed(seed + shape.size)
-        x = torch.randn(shape.views, 3, shape.size, shape.size, device=self.device, generator=g)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, self.work.num_classes, (shape.batch,), device=self.device, generator=g)
-        return x, y.repeat_interleave(shape.duplicates)  # sample-major rows, as the loader yields
-
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
-
-    def loss(self, model: nn.Module, shape: Shape) -> torch.Tensor:
-        x, y = self.batches[shape.size]
-        with self.autocast():
-            logits = model(x)
-            return batch_augmentation_loss(logits.float(), y, shape.duplicates)
-
-    def step(self, shape: Shape) -> None:
-        loss = self.loss(self.model, shape)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.smoother is not None:
-            self.smoother.step(self.optimizer)
-        self.optimizer.step()
-        self.last_loss = loss.detach()
-
-    def warmup(self) -> dict[int, int]:
-        """TrainingLoop.warmup: cudnn.benchmark on, one forward/backward per shape, largest first. Returns
-        the dynamo graphs each shape compiled (all 0 without --compile)."""
-        if self.cuda:
-            torch.backends.cudnn.benchmark = True
-        graphs = {}
-        for shape in warmup_order(self.work.shapes):
-            g0 = self.graphs()
-            x, _ = self.batches[shape.size]
-            with self.autocast():
-                out = self.model(x)
-            out.float().mean().backward()
-            self.optimizer.zero_grad(set_to_none=True)
-            graphs[shape.size] = self.graphs() - g0
-        self.sync()
-        return graphs
-
-    def graphs(self) -> int:
-        """Dynamo graphs compiled so far in this process (0 when not compiling)."""
-        if not self.compiled:
-            return 0
-        from torch._dynamo.utils import counters
-
-        return int(counters["stats"]["unique_graphs"])
-
-    def flops(self, shape: Shape) -> int:
-        """FLOPs of one forward+backward of ``shape`` (uncompiled model; the loss itself counts 0)."""
-        with FlopCounterMode(display=False) as counter:
-            self.loss(self.base, shape).backward()
-        self.optimizer.zero_grad(set_to_none=True)
-        return int(counter.get_total_flops())
-
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-
-
-# ---- timing ------------------------------------------------------------------------------------------------
-class StepClock:
-    """Per-step times: CUDA events on GPU (read once, after the window's synchronize), perf_counter on CPU."""
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-        self.marks: list[tuple[int, Any, Any]] = []
-
-    def start(self) -> Any:
-        if self.cuda:
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            return ev
-        return time.perf_counter()
-
-    def stop(self, size: int, started: Any) -> None:
-        self.marks.append((size, started, self.start()))
-
-    def seconds(self) -> dict[int, list[float]]:
-        out: dict[int, list[float]] = {}
-        for size, a, b in self.marks:
-            out.setdefault(size, []).append(a.elapsed_time(b) / 1e3 if self.cuda else b - a)
-        return out
-
-
-@dataclass
-class SizeStats:
-    """Accumulated per size while stepping."""
-
-    peak_bytes: int = 0
-    graphs: int = 0
-
-
-def run_steps(runner: Runner, order: list[Shape], clock: StepClock | None, stats: dict[int, SizeStats]) -> None:
-    """Step through ``order``; time each step (``clock``), track peak memory and new dynamo graphs per size."""
-    for shape in order:
-        s = stats.setdefault(shape.size, SizeStats())
-        g0 = runner.graphs()
-        if runner.cuda:
-            torch.cuda.reset_peak_memory_stats(runner.device)
-        t0 = clock.start() if clock else None
-        runner.step(shape)
-        if clock:
-            clock.stop(shape.size, t0)
-        if runner.cuda:  # the caching allocator counts on the host at launch: no sync needed
-            s.peak_bytes = max(s.peak_bytes, torch.cuda.max_memory_allocated(runner.device))
-        s.graphs += runner.graphs() - g0
-
-
-def measure(runner: Runner, steps: int, warmup_steps: int, seed: int) -> dict[int, dict[str, Any]]:
-    """Warm up, then time ``steps`` interleaved steps per size; per-size results (times in ms)."""
-    if runner.compiled:
-        torch._dynamo.reset()
-        from torch._dynamo.utils import counters
-
-        counters.clear()
-    shapes = runner.work.shapes
-    warm = runner.warmup()
-    largest = warmup_order(shapes)[0].size
-    warm[largest] = 0  # the model's initial compilation (its first shape): not a recompile
-    stats = {s.size: SizeStats(graphs=warm[s.size]) for s in shapes}
-    run_steps(runner, interleaved_order(shapes, warmup_steps, seed), None, stats)
-    clock = StepClock(runner.cuda)
-    runner.sync()
-    run_steps(runner, interleaved_order(shapes, steps, seed + 1), clock, stats)
-    runner.sync()
-    if runner.last_loss is not None and not torch.isfinite(runner.last_loss):
-        raise FloatingPointError(f"{runner.work.name}: non-finite loss {runner.last_loss.item()}")
-    times = clock.seconds()
-    return {sh.size: size_row(sh, times[sh.size], stats[sh.size], runner) for sh in shapes}
-
-
-def size_row(shape: Shape, seconds: list[float], stats: SizeStats, runner: Runner) -> dict[str, Any]:
-    med = statistics.median(seconds)
-    flops = runner.flops(shape)
+def run_regime(name: str, opts: Options, data_root: Path, runs_dir: Path, spec: JpegSpec,
+               sweep: list[int]) -> dict[str, Any]:
+    """``launch()`` one preset; its numbers from the step trace the worker left in the last checkpoint."""
+    sets = overrides(opts, data_root, runs_dir, f"gpu-check-{name}-{time.strftime('%Y%m%d-%H%M%S')}", sweep)
+    cfg = load_config(ROOT / PRESETS[name], sets)
+    t0 = time.perf_counter()
+    result = launch_module.launch(cfg)
+    wall = time.perf_counter() - t0
+    trace_path = Path(result.checkpoint or "") / STEP_TRACE_JSON
+    if not trace_path.is_file():
+        raise RunFailed(f"{name}: the run left no {STEP_TRACE_JSON} in its checkpoint {result.checkpoint}",
+                        "train.step_trace was not honoured by the worker")
+    trace = json.loads(trace_path.read_text())
+    shapes, flops = shapes_and_flops(cfg, result.preflight.table, opts.workers)
+    rows = size_rows(trace, shapes, flops)
+    phases = phase_seconds(trace)
+    n_val = spec.val_images
+    val_s, sweep_s = phases.get("validate"), phases.get("sweep")
+    wms = weighted(rows, "median_ms")
     return {
-        **asdict(shape), "views": shape.views,
-        "median_ms": 1e3 * med, "mean_ms": 1e3 * statistics.fmean(seconds),
-        "step_ms": [round(1e3 * t, 4) for t in seconds],
-        "peak_mib": stats.peak_bytes / 2**20 if runner.cuda else None,
-        "retunes": sum(t > RETUNE_FACTOR * med for t in seconds),
-        "recompiles": stats.graphs if runner.compiled else None,
-        "flops_per_step": flops,
-        "tflops": flops / med / 1e12,
+        "preset": PRESETS[name], "overrides": sets,
+        "launch": {"entry": f"{launch_module.__name__}.launch", "run_dir": result.run_dir,
+                   "checkpoint": result.checkpoint, "trained": result.trained, "wall_s": wall},
+        "ran": {k: trace.get(k) for k in ("loop", "model", "world_size", "backend", "amp", "channels_last",
+                                          "device", "clock")},
+        "phases_traced": sorted(phases),
+        "metrics": {k: result.metrics[k] for k in ("epoch", "step", "steps", "loss", "val_top1", "images_per_s")
+                    if k in result.metrics},
+        "model": cfg.model.name, "base_batch": cfg.regime.base_batch, "sizes": rows,
+        "weighted_ms": wms, "compute_weighted_ms": weighted(rows, "compute_median_ms"),
+        "achieved_tflops_per_rank": (weighted(rows, "flops_per_step") / (wms / 1e3) / 1e12) if wms else None,
+        "eval": {"images": n_val, "validate_s": val_s, "validate_images_per_s": n_val / val_s if val_s else None,
+                 "sweep_sizes": sweep, "sweep_s": sweep_s,
+                 "sweep_images_per_s": n_val / sweep_s if sweep_s else None,
+                 "sweep_image_sizes_per_s": n_val * len(sweep) / sweep_s if sweep_s else None,
+                 "calibrate_s": phases.get("calibrate")},
+        "wall": wall_split(trace, wall),
     }
 
 
-# ---- summary numbers ---------------------------------------------------------------------------------------
-def weighted(rows: list[dict[str, Any]], key: str) -> float:
-    """sum_i step_share_i * row_i[key]."""
-    return sum(r["step_share"] * r[key] for r in rows)
+# ---- summary and targets -----------------------------------------------------------------------------------
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
-def step_ratio(dplus: list[dict[str, Any]], fixed: list[dict[str, Any]]) -> dict[str, Any]:
-    value = weighted(dplus, "median_ms") / weighted(fixed, "median_ms")
-    return {"dplus_over_fixed": value, "dplus_weighted_ms": weighted(dplus, "median_ms"),
-            "fixed_ms": weighted(fixed, "median_ms"), "target": RATIO_TARGET, "holds": value <= RATIO_TARGET}
+def step_ratio(dplus: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
+    value = _ratio(dplus["weighted_ms"], fixed["weighted_ms"])
+    return {"dplus_over_fixed": value, "target": RATIO_TARGET,
+            "compute_dplus_over_fixed": _ratio(dplus["compute_weighted_ms"], fixed["compute_weighted_ms"]),
+            "holds": value is not None and value <= RATIO_TARGET}
 
 
-def peak_tflops(opts: Options, device: torch.device) -> tuple[float | None, str]:
-    """The card's peak dense bf16 TFLOP/s and where it came from (or None and why)."""
+def mfu(opts: Options, regimes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """MFU = one rank's achieved FLOP/s over the card's peak dense bf16 FLOP/s."""
     if opts.peak_tflops is not None:
-        return opts.peak_tflops, "--peak-tflops"
-    if device.type != "cuda":
-        return None, "no CUDA device (CPU run): pass --peak-tflops for a number"
-    return lookup_peak(torch.cuda.get_device_name(device))
-
-
-def lookup_peak(name: str) -> tuple[float | None, str]:
-    """:data:`PEAK_BF16_TFLOPS` for a CUDA device name.
-
-    Example:
-        >>> lookup_peak("NVIDIA H100 80GB HBM3")[0], lookup_peak("NVIDIA A10")[0], lookup_peak("NVIDIA L40S")[0]
-        (989.0, 125.0, None)
-    """
-    for pattern, tflops in PEAK_BF16_TFLOPS:
-        if re.search(pattern, name):
-            return tflops, f"NVIDIA datasheet ({name} ~ /{pattern}/)"
-    return None, f"unknown card {name!r}: pass --peak-tflops"
-
-
-def mfu(opts: Options, device: torch.device, dplus: list[dict], fixed: list[dict]) -> dict[str, Any]:
-    """Achieved FLOP/s = weighted FLOPs per step / weighted step time; MFU = achieved / peak."""
-    peak, source = peak_tflops(opts, device)
-    achieved = {name: weighted(rows, "flops_per_step") / (weighted(rows, "median_ms") / 1e3) / 1e12
-                for name, rows in (("dplus", dplus), ("fixed", fixed))}
-    out: dict[str, Any] = {"peak_tflops": peak, "source": source, "achieved_tflops": achieved}
-    out.update({name: (v / peak if peak else None) for name, v in achieved.items()})
-    out["reason"] = None if peak else source
+        peak, source = opts.peak_tflops, "--peak-tflops"
+    elif not torch.cuda.is_available():
+        peak, source = None, "no CUDA device (CPU run): pass --peak-tflops for a number"
+    else:
+        peak, source = lookup_peak(torch.cuda.get_device_name(0))
+    out: dict[str, Any] = {"peak_tflops": peak, "source": source}
+    for name, r in regimes.items():
+        achieved = r["achieved_tflops_per_rank"]
+        out[name] = achieved / peak if peak and achieved is not None else None
     return out
 
 
-# ---- Ray Train: one worker, nccl (GPU) or gloo (smoke) -----------------------------------------------------
-def ray_worker(config: dict[str, Any]) -> None:
-    """Runs inside the TorchTrainer's worker: warm-up, a few timed D+ steps, one all_reduce, one report."""
-    import ray.train
-    import ray.train.torch
-    import torch.distributed as dist
-
-    torch.set_num_threads(config["threads"])
-    device = ray.train.torch.get_device()
-    runner = Runner(config["work"], device, wrap=ray.train.torch.prepare_model, seed=config["seed"])
-    rows = measure(runner, config["steps"], 1, config["seed"])
-    t = torch.ones(1, device=device if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    metrics = {"backend": dist.get_backend(), "world_size": dist.get_world_size(), "device": str(device),
-               "all_reduce_sum": float(t.item()), "amp": runner.amp,
-               "median_ms": {str(s): r["median_ms"] for s, r in rows.items()},
-               "weighted_ms": weighted(list(rows.values()), "median_ms")}
-    with tempfile.TemporaryDirectory() as d:  # Train V2's Result.metrics are those reported with a checkpoint
-        Path(d, "gpu_check_ray.json").write_text(json.dumps(metrics))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its value and whether it holds."""
+    regs = doc["regimes"]
+    rows = [(n, r) for n, reg in regs.items() for r in reg["sizes"]]
+    ratio = doc["ratio"]
+    out = [{"name": "D+/fixed step time", "value": ratio["dplus_over_fixed"], "target": f"<= {RATIO_TARGET}",
+            "holds": ratio["holds"]},
+           {"name": "re-tunes after warm-up", "value": sum(r["retunes"] or 0 for _, r in rows), "target": "0",
+            "where": [f"{n} {r['size']} px: {r['retunes']}" for n, r in rows if r["retunes"]]},
+           {"name": "sizes never trained", "value": sum(r["steps"] == 0 for _, r in rows), "target": "0",
+            "where": [f"{n} {r['size']} px" for n, r in rows if r["steps"] == 0]}]
+    if doc["compile"]:
+        out.append({"name": "recompiles after warm-up", "value": sum(r["recompiles"] or 0 for _, r in rows),
+                    "target": "0", "where": [f"{n} {r['size']} px: {r['recompiles']}" for n, r in rows
+                                             if r["recompiles"]]})
+    for t in out[1:]:
+        t["holds"] = t["value"] == 0
+    return out
 
 
-def ray_check(work: Workload, opts: Options) -> dict[str, Any]:
-    """A 1-worker TorchTrainer (nccl + GPU, or gloo on CPU in smoke mode) on a private local Ray."""
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from mixsize_ray.train.cluster import ClusterRequest, connect, disconnect
-
-    use_gpu = not opts.smoke
-    cpus = 1 if opts.smoke else max(1, min(8, (os.cpu_count() or 2) - 1))
-    t0 = time.perf_counter()
-    started = connect(ClusterRequest(None, num_cpus=cpus, quiet=True))
-    try:
-        with tempfile.TemporaryDirectory(prefix="gpu-check-ray-") as storage:
-            trainer = TorchTrainer(
-                ray_worker,
-                train_loop_config={"work": work, "steps": opts.preset.ray_steps, "threads": cpus, "seed": opts.seed},
-                torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-                scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu,
-                                             resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
-                run_config=RunConfig(storage_path=storage, name="gpu_check"),
-            )
-            metrics = dict(trainer.fit().metrics or {})
-    finally:
-        if started:
-            disconnect()
-    return {"requested_backend": "nccl" if use_gpu else "gloo", "use_gpu": use_gpu, **metrics,
-            "seconds": time.perf_counter() - t0}
+def missed_line(doc: dict[str, Any]) -> str | None:
+    """One line naming every missed target (None: all hold)."""
+    parts = []
+    for t in doc["targets"]:
+        if t["holds"]:
+            continue
+        if t["name"] == "D+/fixed step time":
+            w = {n: doc["regimes"][n]["wall"]["data_wait_share_of_steps"] for n in ("dplus", "fixed")}
+            value = "not measured" if t["value"] is None else f"{t['value']:.3f}"
+            extra = "" if None in w.values() else (
+                f" (data wait: D+ {100 * w['dplus']:.0f}%, fixed {100 * w['fixed']:.0f}% of step time; "
+                f"compute-only ratio {_fmt(doc['ratio']['compute_dplus_over_fixed'], '.3f')})")
+            parts.append(f"D+/fixed step time {value} > {RATIO_TARGET}{extra}")
+        else:
+            parts.append(f"{t['name']} {t['value']} ({', '.join(t.get('where', []))})")
+    return "; ".join(parts) or None
 
 
 # ---- the report --------------------------------------------------------------------------------------------
-def regime_doc(work: Workload, runner: Runner, rows: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    return {"preset": work.preset, "model": work.model, "num_classes": work.num_classes,
-            "target_cost": work.target_cost, "smoothing_alpha": work.smoothing_alpha, "amp": runner.amp,
-            "channels_last": runner.channels_last, "sizes": list(rows.values())}
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
 
 
 def format_report(doc: dict[str, Any]) -> str:
-    head = (f"{'regime':>6} {'size':>5} {'B':>5} {'D':>3} {'p':>5} {'median ms':>10} {'peak MiB':>9} "
-            f"{'re-tunes':>8} {'recompiles':>10} {'TFLOP/s':>8}")
-    lines = [f"gpu_check ({doc['mode']}) on {doc['device']}: amp {doc['amp']}, channels_last "
-             f"{doc['channels_last']}, compile {doc['compile']}, B0 {doc['base_batch']}", head]
+    ran = doc["regimes"]["dplus"]["ran"]
+    lines = [f"gpu_check ({doc['mode']}) on {doc['device']}: launch() -> TorchTrainer ({ran['backend']}, "
+             f"{ran['world_size']} worker(s), model {ran['model']}) -> {ran['loop']}; amp {ran['amp']}, "
+             f"channels_last {ran['channels_last']}, compile {doc['compile']}, B0 {doc['base_batch']}",
+             f"{'regime':>6} {'size':>5} {'B':>5} {'D':>3} {'p':>5} {'steps':>5} {'median ms':>10} "
+             f"{'compute':>8} {'wait':>7} {'peak MiB':>9} {'re-tunes':>8} {'TFLOP/s':>8}"]
     for name in ("dplus", "fixed"):
         for r in doc["regimes"][name]["sizes"]:
-            peak = "-" if r["peak_mib"] is None else f"{r['peak_mib']:.0f}"
-            rec = "-" if r["recompiles"] is None else str(r["recompiles"])
             lines.append(f"{name:>6} {r['size']:>5} {r['batch']:>5} {r['duplicates']:>3} {r['step_share']:>5.2f} "
-                         f"{r['median_ms']:>10.2f} {peak:>9} {r['retunes']:>8} {rec:>10} {r['tflops']:>8.2f}")
-    ratio, m, ray = doc["ratio"], doc["mfu"], doc["ray"]
-    lines.append(f"D+/fixed step time: {ratio['dplus_over_fixed']:.3f} (target <= {ratio['target']}: "
-                 f"{'holds' if ratio['holds'] else 'DOES NOT hold'}){' [smoke: not meaningful]' * doc['smoke']}")
-    if m["reason"]:
-        lines.append(f"MFU: null ({m['reason']}); achieved D+ {m['achieved_tflops']['dplus']:.3f}, fixed "
-                     f"{m['achieved_tflops']['fixed']:.3f} TFLOP/s (no target)")
+                         f"{r['steps']:>5} {_fmt(r['median_ms'], '10.2f')} {_fmt(r['compute_median_ms'], '8.2f')} "
+                         f"{_fmt(r['wait_median_ms'], '7.2f')} {_fmt(r['peak_mib'], '9.0f')} "
+                         f"{_fmt(r['retunes'], '8d')} {_fmt(r['tflops'], '8.3f')}")
+    ratio, m = doc["ratio"], doc["mfu"]
+    lines.append(f"D+/fixed step time: {_fmt(ratio['dplus_over_fixed'], '.3f')} (target <= {RATIO_TARGET}; "
+                 f"compute only {_fmt(ratio['compute_dplus_over_fixed'], '.3f')})"
+                 + " [smoke: not meaningful]" * doc["smoke"])
+    if m["peak_tflops"]:
+        lines.append(f"MFU: D+ {_fmt(m['dplus'] and 100 * m['dplus'], '.1f')}%, fixed "
+                     f"{_fmt(m['fixed'] and 100 * m['fixed'], '.1f')}% of {m['peak_tflops']:g} TFLOP/s ({m['source']})")
     else:
-        lines.append(f"MFU: D+ {100 * m['dplus']:.1f}%, fixed {100 * m['fixed']:.1f}% of {m['peak_tflops']:g} "
-                     f"TFLOP/s bf16 ({m['source']}; reported, no target)")
-    if "error" in ray:
-        lines.append(f"Ray Train: FAILED ({ray['error']})")
-    else:
-        lines.append(f"Ray Train 1 worker: backend {ray['backend']} (asked {ray['requested_backend']}), "
-                     f"D+ weighted step {ray['weighted_ms']:.2f} ms ({ray['over_bare']:.2f}x bare), "
-                     f"all_reduce sum {ray['all_reduce_sum']:g}, {ray['seconds']:.0f} s with Ray start")
-    lines.append(f"total {doc['seconds']:.0f} s (target < 300 s on a GPU)")
+        lines.append(f"MFU: null ({m['source']})")
+    for name in ("dplus", "fixed"):
+        e, w = doc["regimes"][name]["eval"], doc["regimes"][name]["wall"]
+        lines.append(f"{name}: eval {_fmt(e['validate_images_per_s'], '.0f')} img/s (validation), sweep "
+                     f"{_fmt(e['sweep_image_sizes_per_s'], '.0f')} image-sizes/s; wall {w['wall_s']:.0f} s, "
+                     f"{100 * w['outside_steps_share']:.0f}% outside training steps (warm-up {w['warmup_s']:.1f} s, "
+                     f"eval {w['validate_s'] + w['calibrate_s'] + w['sweep_s']:.1f} s, other {w['other_s']:.1f} s), "
+                     f"data wait {_fmt(w['data_wait_share_of_steps'] and 100 * w['data_wait_share_of_steps'], '.0f')}%"
+                     " of step time")
+    missed = doc["missed"]
+    verdict = "all targets hold" if not missed else f"MISSED: {missed}"
+    lines.append(f"{verdict}{' (smoke: reported, not enforced)' * doc['smoke']}; total {doc['seconds']:.0f} s")
     return "\n".join(lines)
 
 
@@ -541,72 +377,64 @@ def save(doc: dict[str, Any], out: Path) -> Path:
 
 
 # ---- main --------------------------------------------------------------------------------------------------
-def bench_regime(work: Workload, opts: Options, device: torch.device) -> dict[str, Any]:
-    runner = Runner(work, device, compile=opts.compile, seed=opts.seed)
-    rows = measure(runner, opts.steps, opts.preset.warmup_steps, opts.seed)
-    doc = regime_doc(work, runner, rows)
-    del runner
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return doc
-
-
-@contextmanager
-def cpu_threads(n: int | None):
-    """torch's intra-op threads set to ``n`` inside (None: unchanged), restored after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(opts: Options) -> dict[str, Any]:
+    from mixsize_ray.train.cluster import ClusterRequest, connect, disconnect
+
     t0 = time.perf_counter()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    works = {"dplus": workload("dplus", opts.preset.dplus, opts),
-             "fixed": workload("fixed", opts.preset.fixed, opts)}
-    # one thread for a CPU smoke run: several OpenMP threads on a busy small machine spin for seconds a step
-    with cpu_threads(1 if device.type == "cpu" else None):
-        regimes = {name: bench_regime(w, opts, device) for name, w in works.items()}
-    dplus, fixed = regimes["dplus"]["sizes"], regimes["fixed"]["sizes"]
+    spec = jpeg_spec(opts)
+    check_tables(opts, spec)
+    temps = [Path(tempfile.mkdtemp(prefix=f"gpu-check-{what}-")) for what, given in
+             (("data", opts.data_dir), ("runs", opts.runs_dir)) if given is None]
+    data_root = opts.data_dir or temps[0]
+    runs_dir = opts.runs_dir or temps[-1]
     try:
-        ray = ray_check(works["dplus"], opts)
-    except Exception as e:  # noqa: BLE001 - recorded in the result; the exit code says it failed
-        ray = {"error": f"{type(e).__name__}: {one_line(e, 300)}"}
-    ratio = step_ratio(dplus, fixed)
-    if "weighted_ms" in ray:
-        ray["over_bare"] = ray["weighted_ms"] / ratio["dplus_weighted_ms"]
-    return {
-        "mode": "smoke" if opts.smoke else "gpu", "smoke": opts.smoke,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "amp": regimes["dplus"]["amp"], "channels_last": regimes["dplus"]["channels_last"],
-        "cudnn_benchmark": device.type == "cuda", "compile": opts.compile,
-        "batch_scale": opts.batch_scale, "base_batch": works["fixed"].shapes[0].batch, "steps_per_size": opts.steps,
-        "timing": "CUDA events per step, synchronize around the window" if device.type == "cuda"
-        else "perf_counter per step",
-        "retune_rule": f"timed steps slower than {RETUNE_FACTOR:g}x their size's median",
-        "regimes": regimes, "ratio": ratio, "mfu": mfu(opts, device, dplus, fixed),
-        "ray": ray, "seconds": time.perf_counter() - t0,
+        write_imagefolder(data_root, spec, workers=1 if opts.smoke else (os.cpu_count() or 1))
+        sweep = sorted(load_config(ROOT / PRESETS["dplus"]).regime.sizes)
+        # one cluster for both runs (launch() joins it: the path of `mixsize-ray train` with RAY_ADDRESS)
+        started = connect(ClusterRequest(None, num_cpus=os.cpu_count() or 1, quiet=True))
+        try:
+            regimes = {name: run_regime(name, opts, data_root, runs_dir, spec, sweep) for name in PRESETS}
+        finally:
+            if started:
+                disconnect()
+    finally:
+        for d in temps:
+            shutil.rmtree(d, ignore_errors=True)
+    doc: dict[str, Any] = {
+        "mode": SMOKE.name if opts.smoke else GPU.name, "smoke": opts.smoke,
+        "device": torch.cuda.get_device_name(0) if not opts.smoke else "cpu",
+        "workers": opts.workers, "compile": opts.compile, "base_batch": opts.base_batch, "steps": opts.steps,
+        "epochs": EPOCHS, "data": {"kind": "synthetic ImageNet-shaped JPEGs, ImageFolder layout", **asdict(spec),
+                                   "train_images": spec.train_images, "val_images": spec.val_images},
+        "retune_rule": "a step (not its epoch's first) whose compute time exceeds 3x its size's median",
+        "regimes": regimes, "ratio": step_ratio(regimes["dplus"], regimes["fixed"]), "mfu": mfu(opts, regimes),
     }
+    doc["targets"] = targets(doc)
+    doc["missed"] = missed_line(doc)
+    doc["seconds"] = time.perf_counter() - t0
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_options(argv)
     try:
         doc = run(opts)
-    except ConfigError as e:  # e.g. a --batch-scale too small for the solver to keep every size's budget
-        print(f"gpu_check: error: --batch-scale {opts.batch_scale:g}: {e}", file=sys.stderr)
+    except ConfigError as e:  # e.g. a B0 the solver cannot fit, or not a multiple of the workers
+        print(f"gpu_check: error: {one_line(e, 300)}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"gpu_check: FAILED: the run failed: {one_line(e, 300)}", file=sys.stderr)
+        return 1
     print(format_report(doc))
     save(doc, opts.out)
-    return 1 if "error" in doc["ray"] else 0
+    if doc["missed"] and not opts.smoke:
+        print(f"gpu_check: FAILED targets: {doc['missed']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    # through the importable module, so Ray pickles ray_worker and Workload by reference, not __main__'s copies
+    # through the importable module, so pickled references resolve to benchmarks.gpu_check, not __main__
     from benchmarks.gpu_check import main as _main
 
     sys.exit(_main())

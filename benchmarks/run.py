@@ -1,4 +1,4 @@
-"""`make bench`: P0-P6, each a median of repeats with its spread and target, in one run.
+"""`make bench`: P0-P6 and P9, each a median of repeats with its spread and target, in one run.
 
     python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
     python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from benchmarks import (
     bench_calibration,
     bench_flops,
+    bench_jpeg_decode,
     bench_loader,
     bench_refusals,
     bench_smoothing,
@@ -35,6 +36,7 @@ BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
     "p4": lambda b: [bench_smoothing.measure(b)],
     "p5": lambda b: [bench_calibration.measure(b), bench_calibration.measure_data_passes(b)],
     "p6": lambda b: [bench_flops.measure(b)],
+    "p9": bench_jpeg_decode.measure,
 }
 
 

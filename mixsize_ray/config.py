@@ -113,7 +113,10 @@ class OptimConfig:
 class TrainConfig:
     """Training loop. ``eval_size`` None = regime.base_size; ``sweep_sizes`` None = the dataset default.
     ``inject_fault`` (testing the recovery paths only) ``"after_log@E"`` makes rank 0 exit hard once, right
-    after epoch E's MLflow write and before its checkpoint is reported (:mod:`mixsize_ray.train.fault`)."""
+    after epoch E's MLflow write and before its checkpoint is reported (:mod:`mixsize_ray.train.fault`).
+    ``step_trace`` (measuring, ``benchmarks/gpu_check.py``) records every step's time and peak memory and the
+    time of warm-up, epochs, validation, calibration and sweep into the last checkpoint's ``step_trace.json``
+    (:mod:`mixsize_ray.train.step_trace`; it syncs the device around each of those phases)."""
 
     name: str = "mixsize"
     epochs: int = 10
@@ -132,6 +135,7 @@ class TrainConfig:
     max_failures: int = 1  # a preemptible cluster loses workers: survive one by default (-1: always retry)
     checkpoint_every_steps: int | None = None
     inject_fault: str | None = None
+    step_trace: bool = False
 
 
 @dataclass

@@ -160,11 +160,105 @@ def gflops_per_image(model: nn.Module, size: int, channels: int = 3, cache: bool
     return per_model[key] / 1e9
 
 
+def sum_across_ranks() -> Callable[[Tensor], Tensor] | None:
+    """``fn(tensor)`` summing a tensor over the ranks in place (``all_reduce(SUM)``) when torch.distributed
+    is initialised with more than one rank, else None: what a sharded evaluation passes as ``sum_ranks``.
+    Every rank must then evaluate (the sum is collective).
+
+    Example:
+        >>> sum_across_ranks() is None  # not distributed
+        True
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+
+    def total(t: Tensor) -> Tensor:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    return total
+
+
+class TopKCounts:
+    """Running top-k hits, summed cross-entropy and image count of a classifier's logits, kept on the device
+    as one float64 tensor ``[len(ks) + 2]`` (hits per k, loss sum, n): no host sync until :meth:`result`,
+    and one collective sums a rank's counts with the others'.
+
+    Example:
+        >>> c = TopKCounts((1, 2))
+        >>> c.add(torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]]), torch.tensor([0, 1]))
+        >>> r = c.result()
+        >>> r["top1"], r["top2"], r["n"]
+        (0.5, 1.0, 2)
+    """
+
+    def __init__(self, ks: Sequence[int] = (1, 5), device: torch.device | str = "cpu") -> None:
+        ks = tuple(ks)
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            raise ConfigError("ks", "positive integers", ks)
+        self.ks = ks
+        self.sums = torch.zeros(len(ks) + 2, dtype=torch.float64, device=device)
+
+    def add(self, logits: Tensor, targets: Tensor) -> None:
+        """Count one batch: ``logits [B, K]`` (any float dtype), ``targets [B]`` int64 on the same device."""
+        logits = logits.float()
+        k_max = min(max(self.ks), logits.shape[1])
+        top = logits.topk(k_max, dim=1).indices  # [B, k_max]
+        cum = top.eq(targets.view(-1, 1)).cumsum(dim=1).clamp_(max=1)  # cum[:, j] = target within the top j+1
+        for i, k in enumerate(self.ks):
+            self.sums[i] += cum[:, min(k, k_max) - 1].sum()
+        self.sums[-2] += F.cross_entropy(logits, targets, reduction="sum").double()
+        self.sums[-1] += targets.shape[0]
+
+    def result(self) -> dict[str, Any]:
+        """``{"top{k}": fraction, ..., "loss": mean cross-entropy, "n": images}`` (one host sync)."""
+        n = int(self.sums[-1])
+        if n == 0:
+            raise ValueError("evaluate_top_k: the evaluation batches are empty")
+        values = (self.sums[: len(self.ks)] / n).tolist()
+        out: dict[str, Any] = {f"top{k}": v for k, v in zip(self.ks, values, strict=True)}
+        out["loss"] = float(self.sums[-2]) / n
+        out["n"] = n
+        return out
+
+
+def _sum_counts(counts: Sequence[TopKCounts], sum_ranks: Callable[[Tensor], Any] | None) -> None:
+    """Sum every counter over the ranks with ONE collective (no-op without ``sum_ranks``)."""
+    if sum_ranks is None or not counts:
+        return
+    flat = torch.stack([c.sums for c in counts])
+    out = sum_ranks(flat)
+    flat = out if isinstance(out, Tensor) else flat
+    for c, row in zip(counts, flat, strict=True):
+        c.sums = row.clone()
+
+
+def _logits(model: nn.Module, x: Tensor, dev: torch.device) -> Tensor:
+    out = model(x.to(dev, non_blocking=True))
+    return out[0] if isinstance(out, tuple | list) else out
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """``model.eval()`` under ``no_grad``; every module's mode restored on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def evaluate_top_k(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor] | Sequence[Any]],
     device: torch.device | str | None = None,
     ks: Sequence[int] = (1, 5),
+    sum_ranks: Callable[[Tensor], Any] | None = None,
 ) -> dict[str, float]:
     """Top-k accuracy (fractions in [0, 1]) and mean cross-entropy of ``model`` over ``batches``.
 
@@ -172,9 +266,11 @@ def evaluate_top_k(
     uses min(k, K) (so top-5 of a 3-class task equals 1). One host sync at the end.
 
     Args:
-        batches: iterable of ``(images [B, C, S, S], targets [B] int64)``.
+        batches: iterable of ``(images [B, C, S, S], targets [B] int64)``: this rank's shard, when sharded.
         device: where to run; default the model's device.
         ks: which top-k to report, default (1, 5).
+        sum_ranks: ``fn(tensor)`` summing the counts over the ranks (:func:`sum_across_ranks`), so that
+            every rank returns the whole split's result; collective. Default: this rank's batches only.
 
     Returns:
         ``{"top1": float, "top5": float, "loss": float, "n": int}`` (keys ``top{k}`` for each k).
@@ -185,44 +281,14 @@ def evaluate_top_k(
         >>> r["top5"], r["n"]
         (1.0, 4)
     """
-    ks = tuple(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ConfigError("ks", "positive integers", ks)
     model = unwrap(model)
     dev = torch.device(device) if device is not None else model_device(model)
-    modes = [(m, m.training) for m in model.modules()]
-    correct = torch.zeros(len(ks), dtype=torch.float64, device=dev)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    n = 0
-    try:
-        model.eval()
-        with torch.no_grad():
-            for batch in batches:
-                x, y = batch[0], batch[1]
-                x = x.to(dev, non_blocking=True)
-                y = y.to(dev, non_blocking=True)
-                logits = model(x)
-                if isinstance(logits, tuple | list):
-                    logits = logits[0]
-                logits = logits.float()
-                k_max = min(max(ks), logits.shape[1])
-                top = logits.topk(k_max, dim=1).indices  # [B, k_max]
-                hit = top.eq(y.view(-1, 1))
-                cum = hit.cumsum(dim=1).clamp_(max=1)  # cum[:, j] = target within the top j+1
-                for i, k in enumerate(ks):
-                    correct[i] += cum[:, min(k, k_max) - 1].sum()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-                n += int(y.shape[0])
-    finally:
-        for m, training in modes:
-            m.training = training
-    if n == 0:
-        raise ValueError("evaluate_top_k: the evaluation batches are empty")
-    values = (correct / n).tolist()
-    out: dict[str, Any] = {f"top{k}": v for k, v in zip(ks, values, strict=True)}
-    out["loss"] = float(loss_sum) / n
-    out["n"] = n
-    return out
+    counts = TopKCounts(ks, dev)
+    with _eval_mode(model):
+        for batch in batches:
+            counts.add(_logits(model, batch[0], dev), batch[1].to(dev, non_blocking=True))
+    _sum_counts([counts], sum_ranks)
+    return counts.result()
 
 
 @dataclass
@@ -377,26 +443,31 @@ def size_sweep(
     device: torch.device | str | None = None,
     progress: bool = True,
     all_reduce: Callable[[Tensor], Any] | None = None,
+    sum_ranks: Callable[[Tensor], Any] | None = None,
 ) -> SweepResult:
     """Evaluate ``model`` at every size of ``plan``, with the BN statistics it has and with statistics
     calibrated per size.
 
-    For each size S (ascending): top-1/top-5 on ``eval_batches(S)`` with the model's own BN statistics
-    (``plan.raw``); then (``plan.calibrated``) BN statistics for S, from ``cache`` when it holds S exactly,
-    else calibrated on ``plan.calibration_batches`` batches of ``plan.calibration(S)``, and top-1/top-5
-    again; GFLOPs per image at S (``plan.flops``). The model's own statistics, momenta and modes are
-    restored at the end (also on error).
+    First (``plan.calibrated``) the BN statistics of every size that ``cache`` lacks are calibrated on
+    ``plan.calibration_batches`` batches of ``plan.calibration(S)`` and added to it. Then ONE pass over the
+    evaluation images counts, per size S and per batch, top-1/top-5 with the model's own BN statistics
+    (``plan.raw``) and with S's statistics from the cache (``plan.calibrated``), and GFLOPs per image at S
+    (``plan.flops``). The model's own statistics, momenta and modes are restored at the end (also on error).
 
     Args:
         model: classifier returning ``[B, K]`` logits; ``getattr(model, "min_size", 1)`` is its smallest size.
         plan: sizes, calibration data and which metrics (:class:`SweepPlan`).
-        eval_batches: ``fn(S) -> iterable of (images [B, C, S, S], targets [B])``.
+        eval_batches: ``fn(S) -> iterable of (images [B, C, S, S], targets [B])``, read size after size; or a
+            source with ``together(sizes) -> iterable of ({S: images [B, C, S, S]}, targets [B])``
+            (:class:`~mixsize_ray.data.eval_source.EvalSource`), which decodes each image once for all sizes.
+            With ``sum_ranks``, this rank's shard.
         cache: per-size statistics already calibrated (e.g. from a checkpoint); sizes calibrated here are
             added to it. Default: a new cache.
         device: where to run; default the model's device.
-        progress: tqdm bar over sizes (stderr), default True.
+        progress: tqdm bar over the evaluation batches (stderr), default True.
         all_reduce: as in :func:`~mixsize_ray.core.calibration.calibrate_bn` (averages statistics across
             ranks; default: torch.distributed's when initialised).
+        sum_ranks: as in :func:`evaluate_top_k`: sums the counts of every rank's shard (collective).
 
     Returns:
         :class:`SweepResult`; ``top1_per_gflop`` uses the calibrated top-1 when calibrating, else top-1
@@ -425,34 +496,41 @@ def size_sweep(
             raise ConfigError(
                 "--calibrate-batches", f"calibration data for sizes not in the BN cache {cache.sizes}", missing
             )
-    from tqdm.auto import tqdm
-
+    dev = torch.device(device) if device is not None else model_device(model)
+    kept = bn_stats_kept(model) if calibrate else contextlib.nullcontext(lambda: None)
+    with kept as restore:
+        for size in size_list if calibrate else []:
+            if size not in cache:
+                assert plan.calibration is not None
+                calibrate_bn(model, plan.calibration(size), plan.calibration_batches, device=dev,
+                             all_reduce=all_reduce)
+                cache.capture(model, size)
+                restore()
+        passes = eval_batches.together(size_list) if hasattr(eval_batches, "together") else _size_by_size(
+            eval_batches, size_list)
+        raw = {s: TopKCounts((1, 5), dev) for s in size_list} if plan.raw else {}
+        cal = {s: TopKCounts((1, 5), dev) for s in size_list} if calibrate else {}
+        with _eval_mode(model), _progress_bar(passes, progress) as bar:
+            for images, targets in bar:
+                y = targets.to(dev, non_blocking=True)
+                for size, x in images.items():
+                    if plan.raw:
+                        raw[size].add(_logits(model, x, dev), y)
+                    if calibrate:
+                        cache.apply(model, size, exact=True)
+                        cal[size].add(_logits(model, x, dev), y)
+                        restore()
+        _sum_counts([*raw.values(), *cal.values()], sum_ranks)
     rows: list[SizeResult] = []
     losses: dict[int, dict[str, float | None]] = {}
     eval_images: dict[int, int] = {}
-    kept = bn_stats_kept(model) if calibrate else contextlib.nullcontext(lambda: None)
-    with kept as restore, tqdm(size_list, desc="size sweep", unit="size", disable=not progress) as bar:
-        for size in bar:
-            bar.set_postfix(size=size)
-            plain = evaluate_top_k(model, eval_batches(size), device=device) if plan.raw else None
-            cal = None
-            if calibrate:
-                assert cache is not None
-                if size in cache:
-                    cache.apply(model, size, exact=True)
-                else:
-                    assert plan.calibration is not None
-                    calibrate_bn(model, plan.calibration(size), plan.calibration_batches, device=device,
-                                 all_reduce=all_reduce)
-                    cache.capture(model, size)
-                cal = evaluate_top_k(model, eval_batches(size), device=device)
-                restore()
-            rows.append(_row(model, size, plain, cal, plan.flops))
-            eval_images[size] = (plain or cal or {}).get("n", 0)
-            losses[size] = {"loss": None if plain is None else plain["loss"],
-                            "loss_calibrated": None if cal is None else cal["loss"]}
-            bar.set_postfix({"size": size, **{k: f"{r['top1']:.3f}" for k, r in (("top1", plain), ("cal", cal))
-                                              if r is not None}})
+    for size in size_list:
+        plain = raw[size].result() if plan.raw else None
+        calibrated = cal[size].result() if calibrate else None
+        rows.append(_row(model, size, plain, calibrated, plan.flops))
+        eval_images[size] = (plain or calibrated or {}).get("n", 0)
+        losses[size] = {"loss": None if plain is None else plain["loss"],
+                        "loss_calibrated": None if calibrated is None else calibrated["loss"]}
 
     meta: dict[str, Any] = {
         "schema": SWEEP_SCHEMA,
@@ -467,6 +545,20 @@ def size_sweep(
     }
     meta.update(plan.metadata)
     return SweepResult(rows=rows, cache=cache if calibrate else None, metadata=meta, losses=losses)
+
+
+def _size_by_size(eval_batches: Callable[[int], Iterable[Any]], sizes: Sequence[int]):
+    """A per-size ``eval_batches`` as one stream of ``({S: images}, targets)``, size after size."""
+    for size in sizes:
+        for batch in eval_batches(size):
+            yield {size: batch[0]}, batch[1]
+
+
+def _progress_bar(items: Iterable[Any], progress: bool):
+    """A tqdm bar over ``items`` (evaluation batches) on stderr, shown when ``progress``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="size sweep", unit="batch", disable=not progress)
 
 
 def _row(model: nn.Module, size: int, plain: dict[str, Any] | None, cal: dict[str, Any] | None,

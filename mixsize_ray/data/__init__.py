@@ -1,9 +1,10 @@
 """Data: what a run trains and evaluates on, as normalised tensors at any image size.
 
 Owns: the generated shapes dataset (``shapes``), CIFAR / ImageFolder by name (``datasets``), the per-size
-transforms and the normalisation constants (``transforms``), the one mixed-size training loader and the BN
-calibration batches (``loader``), the preset that builds a run's three loaders (``presets``) and the contact
-sheet of what the loader feeds (``contact_sheet``).
+transforms and the normalisation constants (``transforms``), JPEG decoding at reduced scale where it is free
+(``jpeg_draft``), the one mixed-size training loader and the BN calibration batches (``loader``), the preset
+that builds a run's three loaders (``presets``) and the contact sheet of what the loader feeds
+(``contact_sheet``).
 
 May import: torch, torchvision, PIL, numpy, ``mixsize_ray.core``, ``mixsize_ray.errors``,
 ``mixsize_ray.atomic``. Never ``config``, ``models``, ``tracking``, ``train`` or ``tune``.

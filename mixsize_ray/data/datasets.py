@@ -1,7 +1,10 @@
 """Datasets by name: the generated shapes (default), CIFAR-10/100 from a local folder, ImageFolder (ImageNet layout).
 
 Every dataset returns ``(PIL.Image RGB, int label)`` and has ``classes`` and ``targets``, so the per-size
-transforms of :mod:`mixsize_ray.data.transforms` apply to all of them alike.
+transforms of :mod:`mixsize_ray.data.transforms` apply to all of them alike. ImageFolder returns an RGB JPEG
+undecoded (:func:`mixsize_ray.data.jpeg_draft.open_image`): the ImageNet-style transforms decode it at reduced
+scale where that keeps the output's pixels; any other use decodes it in full. :class:`CorruptImageError` (an
+unreadable file, named) is raised where the image is opened or, for a JPEG with a broken body, decoded.
 
 Example:
     >>> ds = build_dataset("shapes", "/tmp/shapes", "train", size=100)
@@ -25,6 +28,8 @@ from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from mixsize_ray.core.choices import DATASETS
 from mixsize_ray.data.counts import SHAPES_DEFAULT_SIZES
+from mixsize_ray.data.jpeg_draft import CorruptImageError as CorruptImageError  # re-exported (cli catches it)
+from mixsize_ray.data.jpeg_draft import open_image
 from mixsize_ray.data.shapes import ShapesDataset
 from mixsize_ray.data.transforms import (
     CIFAR10_MEAN,
@@ -103,25 +108,6 @@ def normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, f
     return _NORM[_check_name(name)]
 
 
-class CorruptImageError(ValueError):
-    """An image file that PIL cannot decode; the message starts with the file's path.
-
-    A plain one-message exception, so it crosses DataLoader worker processes with its type intact.
-    """
-
-
-def checked_pil_loader(path: str) -> Image.Image:
-    """Open ``path`` as an RGB PIL image, raising :class:`CorruptImageError` naming the file if it is unreadable."""
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")  # forces the full decode, so truncated files fail here
-    except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
-        raise CorruptImageError(
-            f"{path}: cannot decode image ({type(err).__name__}: {err}); delete or replace this file"
-        ) from err
-
-
 class _LocalCIFAR10(CIFAR10):
     """torchvision's CIFAR10 reading a local folder: checks that the files exist (not their md5), no download."""
 
@@ -176,7 +162,7 @@ def _build_imagefolder(root: str | Path | None, split: str) -> Dataset:
     if not folder.is_dir():
         raise ConfigError("data.root", allowed, str(root), hint=f"missing folder {folder}")
     try:
-        return ImageFolder(str(folder), loader=checked_pil_loader)
+        return ImageFolder(str(folder), loader=open_image)
     except FileNotFoundError as err:  # no class folder or no image with a known extension
         raise ConfigError("data.root", allowed, str(root), hint=str(err)) from err
 

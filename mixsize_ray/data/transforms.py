@@ -29,6 +29,13 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from mixsize_ray.core.choices import STYLES
+from mixsize_ray.data.jpeg_draft import (
+    DraftRandomResizedCrop,
+    DraftResize,
+    coarsest_scale,
+    is_lazy_jpeg,
+    resized_region,
+)
 from mixsize_ray.errors import ConfigError
 
 # per-channel normalisation (mean, std) of RGB in [0, 1]
@@ -119,6 +126,9 @@ def size_transform(
     ``native`` + flip, then an antialiased bilinear resize to ``size``; ImageNet style: ``RandomResizedCrop``
     + flip. ``train=False`` gives the deterministic evaluation transform; CIFAR style: the training resize
     of the whole (native) image; ImageNet style: resize the short side to ``int(8/7 * size)``, center crop.
+    ImageNet style decodes a lazy JPEG (:func:`mixsize_ray.data.jpeg_draft.open_image`) at 1/2, 1/4 or 1/8
+    where the crop or the short side keeps at least the output's pixels (:mod:`mixsize_ray.data.jpeg_draft`);
+    any other image gives the full-decode pixels, the random draws are the same either way.
 
     Args:
         style: ``"cifar"`` or ``"imagenet"``.
@@ -139,18 +149,10 @@ def size_transform(
         ops = [PadRandomCrop(CIFAR_PADDING, native), v2.RandomHorizontalFlip(), *_to_float(), resize]
     elif style == "cifar":
         ops = [*_to_float(), resize]
-    elif train:
-        ops = [
-            v2.RandomResizedCrop(size, interpolation=InterpolationMode.BILINEAR, antialias=True),
-            v2.RandomHorizontalFlip(),
-            *_to_float(),
-        ]
-    else:
-        ops = [
-            v2.Resize(eval_resize_side(size), interpolation=InterpolationMode.BILINEAR, antialias=True),
-            v2.CenterCrop(size),
-            *_to_float(),
-        ]
+    elif train:  # RandomResizedCrop, decoding a lazy JPEG at reduced scale where the box allows
+        ops = [DraftRandomResizedCrop(size), v2.RandomHorizontalFlip(), *_to_float()]
+    else:  # Resize of the short side, decoding a lazy JPEG at reduced scale where the short side allows
+        ops = [DraftResize(eval_resize_side(size)), v2.CenterCrop(size), *_to_float()]
     return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
 
 
@@ -162,7 +164,10 @@ class SharedCrop:
     torchvision's defaults, as :func:`size_transform` uses), then the box is resized to every size. Each
     size's output is distributed exactly as :func:`size_transform` ``(S, train=True)``'s; what one pass
     saves is the decoding and cropping of the image once per size. BN calibration of a whole sweep reads the
-    data once through it (:meth:`mixsize_ray.data.presets.CalibrationSource.together`).
+    data once through it (:meth:`mixsize_ray.data.presets.CalibrationSource.together`). A lazy JPEG is
+    decoded once, at the reduced scale the LARGEST size allows (:mod:`mixsize_ray.data.jpeg_draft`): the
+    largest size's output equals :func:`size_transform`'s; a smaller one may come from a finer decode than
+    its own transform would pick (same box, a finer source).
 
     Example:
         >>> from PIL import Image
@@ -186,9 +191,36 @@ class SharedCrop:
 
         top, left, height, width = RandomResizedCrop.get_params(img, list(self.SCALE), list(self.RATIO))
         flip = bool(torch.rand(1) < 0.5)
+        box = (left, top, left + width, top + height)
+        largest = max(self.sizes)
+        scale = coarsest_scale((width, height), (largest, largest)) if is_lazy_jpeg(img) else 1
         out = []
         for s in self.sizes:
-            x = TF.resized_crop(img, top, left, height, width, [s, s], interpolation=InterpolationMode.BILINEAR,
-                                antialias=True)
+            x = resized_region(img, box, (s, s), scale)
             out.append(self.finish(TF.horizontal_flip(x) if flip else x))
         return out
+
+
+class EvalViews:
+    """The evaluation transform at several sizes from ONE decoded image: image in, one normalised float tensor
+    ``[3, S, S]`` per size of ``sizes`` out (a list, in ``sizes`` order), each bit-identical to
+    :func:`size_transform` ``(style, S, native, train=False)``'s. A size sweep reads the evaluation split once
+    through it (:meth:`mixsize_ray.data.eval_source.EvalSource.together`) instead of once per size. A lazy
+    JPEG is decoded once per distinct reduced scale among the sizes (the decodes are cached on the image,
+    :func:`mixsize_ray.data.jpeg_draft.decode`), each size still bit-identical to its own transform.
+
+    Example:
+        >>> from PIL import Image
+        >>> img = Image.new("RGB", (80, 64), (200, 30, 90))
+        >>> views = EvalViews("imagenet", [16, 32])(img)
+        >>> [x.shape[-1] for x in views], torch.equal(views[1], size_transform("imagenet", 32, train=False)(img))
+        ([16, 32], True)
+    """
+
+    def __init__(self, style: str, sizes: Sequence[int], native: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        self.sizes = list(sizes)
+        self.per_size = [size_transform(style, s, native, train=False, mean=mean, std=std) for s in self.sizes]
+
+    def __call__(self, img: Any) -> list[torch.Tensor]:
+        return [t(img) for t in self.per_size]

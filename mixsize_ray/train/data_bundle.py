@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from mixsize_ray.config import Config
 from mixsize_ray.data import datasets as ds
+from mixsize_ray.data.eval_source import EvalSource
 from mixsize_ray.data.loader import CalibrationDraw, LoaderWorkers, StepLike
 from mixsize_ray.data.presets import CalibrationSource, DataPreset
 
@@ -84,8 +85,18 @@ class DataBundle:
                                         workers=workers, seed=self.cfg.train.seed)
 
     def eval_batches(self, size: int, batch_size: int | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """The test split at ``size`` in batches of ``batch_size`` (default ``train.eval_batch_size``)."""
+        """The whole test split at ``size``, in this process, in batches of ``batch_size`` (default
+        ``train.eval_batch_size``)."""
         return self.preset.eval_loader(self.test_set, size, batch_size or self.cfg.train.eval_batch_size)
+
+    def eval_source(self, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> EvalSource:
+        """This rank's shard of the test split (``range(rank, n, world_size)``), loaded by ``data.num_workers``
+        workers: ``source(S)`` per size, ``source.together(sizes)`` in one pass
+        (:class:`~mixsize_ray.data.eval_source.EvalSource`). Every rank of a run evaluates its shard and the
+        counts are summed, so each image counts once."""
+        workers = LoaderWorkers(self.cfg.data.num_workers, pin_memory=pin_memory)
+        return EvalSource(self.preset, self.test_set, self.cfg.train.eval_batch_size, rank=rank,
+                          world_size=world_size, workers=workers)
 
     def calibration_draw(self, rank: int = 0) -> CalibrationDraw:
         """THE calibration rule: ``train.calibrate_batches`` batches of ``min(regime.base_batch, 256)`` images,

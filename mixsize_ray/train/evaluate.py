@@ -93,7 +93,8 @@ def _sweep(job: Evaluation, cfg: Config, device: str | torch.device) -> SweepRes
     plan = SweepPlan(size_list, calibration=lambda s: data.calibration_source(s, rank=0), calibration_batches=n,
                      min_size=min_size, metadata=_metadata(cfg, checkpoint))
     with precision.autocast(device):
-        return size_sweep(model, plan, data.eval_batches, cache=cache, device=device, progress=progress)
+        return size_sweep(model, plan, data.eval_source(pin_memory=device.type == "cuda"), cache=cache,
+                          device=device, progress=progress)
 
 
 def _metadata(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:

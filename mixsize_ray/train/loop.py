@@ -371,13 +371,21 @@ class TrainingLoop:
 
     @torch.no_grad()
     def validate(self, size: int | None = None) -> float:
-        """Top-1 (fraction) on the test split at ``size`` (default train.eval_size or S0), rank-local."""
-        from mixsize_ray.core.evaluation import evaluate_top_k
+        """Top-1 (fraction) on the test split at ``size`` (default train.eval_size or S0). Collective under
+        DDP: every rank evaluates its shard (:meth:`eval_source`) and the counts are summed, so every rank
+        returns the whole split's top-1."""
+        from mixsize_ray.core.evaluation import evaluate_top_k, sum_across_ranks
 
         size = size or self.cfg.train.eval_size or self.cfg.regime.base_size
         with self._autocast():  # evaluation runs as training does (train.amp)
-            res = evaluate_top_k(unwrap(self.model), self.data.eval_batches(size), device=self.device, ks=(1,))
+            res = evaluate_top_k(unwrap(self.model), self.eval_source()(size), device=self.device, ks=(1,),
+                                 sum_ranks=sum_across_ranks())
         return float(res["top1"])
+
+    def eval_source(self):
+        """This rank's shard of the test split, loaded by ``data.num_workers`` workers (pinned on a GPU):
+        :class:`~mixsize_ray.data.eval_source.EvalSource`."""
+        return self.data.eval_source(self.rank, self.world_size, pin_memory=self.device.type == "cuda")
 
     def sweep_sizes(self) -> list[int]:
         from mixsize_ray.core.evaluation import default_sizes
@@ -402,17 +410,18 @@ class TrainingLoop:
         return self.bn_cache
 
     def sweep(self, sizes: list[int] | None = None, progress: bool = True):
-        """Size sweep on this rank with the calibrated cache (call :meth:`calibrate` on all ranks first):
-        top-1/top-5 per size with and without calibration, GFLOPs per image."""
-        from mixsize_ray.core.evaluation import SweepPlan, size_sweep
+        """Size sweep with the calibrated cache (call :meth:`calibrate` first): top-1/top-5 per size with and
+        without calibration, GFLOPs per image. Collective under DDP, like :meth:`validate`: every rank reads
+        its shard once for all sizes and every rank returns the whole split's result."""
+        from mixsize_ray.core.evaluation import SweepPlan, size_sweep, sum_across_ranks
 
         c = self.cfg
         plan = SweepPlan(sizes or self.sweep_sizes(), min_size=self.min_size,
                          metadata={"train_sizes": list(c.regime.sizes), "mode": c.regime.mode,
                                    "sampling": c.regime.sampling, "model": c.model.name, "dataset": c.data.name})
         with self._autocast():  # evaluated as trained (train.amp)
-            return size_sweep(unwrap(self.model), plan, self.data.eval_batches, cache=self.bn_cache,
-                              device=self.device, progress=progress)
+            return size_sweep(unwrap(self.model), plan, self.eval_source(), cache=self.bn_cache,
+                              device=self.device, progress=progress, sum_ranks=sum_across_ranks())
 
     # ---- state -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from mixsize_ray.train.checkpoint import load_good, save_checkpoint
 from mixsize_ray.train.fault import die, should_fail
 from mixsize_ray.train.live_metrics import LiveMetrics, LiveRun
 from mixsize_ray.train.loop import TrainingLoop
+from mixsize_ray.train.step_trace import StepTrace
 
 SWEEP_JSON = "sweep.json"
 SWEEP_PNG = "sweep.png"
@@ -96,6 +97,8 @@ def train_func(config: dict[str, Any]) -> None:
     loop = TrainingLoop(cfg, rank=rank, world_size=world, device=device,
                         wrap_model=ray.train.torch.prepare_model, log=_log, table=config.get("table"))
     loop.live = _live_metrics(loop, rank)
+    if cfg.train.step_trace:  # per-step time and memory, timed phases (benchmarks/gpu_check.py)
+        StepTrace.attach(loop)
     run_id = (config.get("tracking") or {}).get("run_id")
     extra: dict[str, Any] = {"mlflow_run_id": run_id}
     start = config.get("start") or {}
@@ -157,18 +160,20 @@ def _train(cfg, loop: TrainingLoop, rank: int, extra: dict[str, Any], tracker, s
         metrics = loop.train_epoch(on_step=on_step)
         epoch = metrics["epoch"]
         last = loop.done
-        if rank == 0 and ((epoch + 1) % cfg.train.eval_every == 0 or last or epoch == stop):
-            metrics["val_top1"] = loop.validate()
+        if (epoch + 1) % cfg.train.eval_every == 0 or last or epoch == stop:
+            metrics["val_top1"] = loop.validate()  # collective: every rank its shard
         if last:
             loop.calibrate()  # collective: every rank
+            result = loop.sweep(progress=False)  # collective: every rank its shard, once for all sizes
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 if last:
-                    result = loop.sweep(progress=False)
                     doc = result.to_dict()
                     Path(tmp, SWEEP_JSON).write_text(json.dumps(doc, indent=2))
                     result.plot(os.path.join(tmp, SWEEP_PNG))
+                    if isinstance(loop.live, StepTrace):  # train.step_trace: into the last checkpoint
+                        loop.live.save(tmp)
                     metrics.update(sweep_report(doc))
                 if tracker is not None:
                     metrics["mlflow_run_id"] = tracker.run_id  # informational: the driver decided it

@@ -160,3 +160,16 @@ def test_p0_refuses_to_time_a_case_that_is_accepted(monkeypatch):
     monkeypatch.setitem(bench_refusals.CASES, "accepted", {"args": ["--help"]})  # exits 0: not a refusal
     with pytest.raises(RuntimeError, match="case accepted was not refused"):
         bench_refusals.measure(Budget(repeats=1, window=1, warmup=0), cases=["accepted"])
+
+
+def test_p9_ratio_per_size_is_reduced_over_full_images_per_s():
+    from benchmarks import bench_jpeg_decode
+    from benchmarks.jpeg_imagefolder import JpegSpec
+
+    tiny = {"t": JpegSpec(classes=1, train_per_class=32, val_per_class=0, width=300, height=280)}
+    figures = bench_jpeg_decode.measure(Budget(repeats=2), shapes=tiny)
+    assert [f.key for f in figures] == ["P9 128", "P9 160", "P9 224"]
+    for f in figures:
+        d = f.detail
+        assert f.values == [a / b for a, b in zip(d["reduced_images_per_s"], d["full_images_per_s"], strict=True)]
+        assert d["full_images_per_s"] == d["t_full_images_per_s"] and f.target is None
