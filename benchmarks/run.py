@@ -1,4 +1,4 @@
-"""`make bench`: P0-P6 and P9, each a median of repeats with its spread and target, in one run.
+"""`make bench`: P0-P9, each a median of repeats with its spread and target, in one run.
 
     python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
     python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from benchmarks import (
     bench_calibration,
+    bench_eval,
     bench_flops,
     bench_jpeg_decode,
     bench_loader,
@@ -36,6 +37,8 @@ BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
     "p4": lambda b: [bench_smoothing.measure(b)],
     "p5": lambda b: [bench_calibration.measure(b), bench_calibration.measure_data_passes(b)],
     "p6": lambda b: [bench_flops.measure(b)],
+    "p7": lambda b: [bench_eval.measure_p7(b)],
+    "p8": lambda b: [bench_eval.measure_p8(b)],
     "p9": bench_jpeg_decode.measure,
 }
 

@@ -173,3 +173,24 @@ def test_p9_ratio_per_size_is_reduced_over_full_images_per_s():
         d = f.detail
         assert f.values == [a / b for a, b in zip(d["reduced_images_per_s"], d["full_images_per_s"], strict=True)]
         assert d["full_images_per_s"] == d["t_full_images_per_s"] and f.target is None
+
+
+def test_p7_is_the_floor_time_over_the_validation_loader_time():
+    from benchmarks import bench_eval
+    from benchmarks.jpeg_imagefolder import JpegSpec
+
+    f = bench_eval.measure_p7(Budget(repeats=2), spec=JpegSpec(classes=2, train_per_class=0, val_per_class=8))
+    d = f.detail
+    assert f.key == "P7" and f.target == 0.8 and f.at_least and d["images"] == 16
+    assert f.values == pytest.approx([a / b for a, b in zip(d["loader_images_per_s"], d["floor_images_per_s"],
+                                                            strict=True)])
+
+
+def test_p8_is_one_pass_over_the_per_size_passes():
+    from benchmarks import bench_eval
+    from benchmarks.jpeg_imagefolder import JpegSpec
+
+    f = bench_eval.measure_p8(Budget(repeats=2), spec=JpegSpec(classes=1, train_per_class=0, val_per_class=3))
+    d = f.detail
+    assert f.key == "P8" and f.target == 0.75 and not f.at_least and len(d["sizes"]) == 13
+    assert f.values == [b / a for a, b in zip(d["per_size_passes_s"], d["one_pass_s"], strict=True)]
