@@ -1,4 +1,4 @@
-"""`make bench`: P0-P9, each a median of repeats with its spread and target, in one run.
+"""`make bench`: P0-P10, each a median of repeats with its spread and target, in one run.
 
     python -m benchmarks.run            # every figure: benchmarks/results/bench.json and bench.png
     python -m benchmarks.run p2 p4      # some: benchmarks/results/bench-quick.json (git-ignored)
@@ -24,6 +24,7 @@ from benchmarks import (
     bench_smoothing,
     bench_step_time,
     bench_throughput,
+    paper_scale,
 )
 from benchmarks.common import RESULTS, write_result
 from benchmarks.figure import DEFAULT, Budget, Figure, table
@@ -40,6 +41,7 @@ BENCHES: dict[str, Callable[[Budget], list[Figure]]] = {
     "p7": lambda b: [bench_eval.measure_p7(b)],
     "p8": lambda b: [bench_eval.measure_p8(b)],
     "p9": bench_jpeg_decode.measure,
+    "p10": lambda b: [paper_scale.measure(b)],  # arithmetic on the committed P5 data, P7 and P8
 }
 
 

@@ -6,7 +6,7 @@ size with nearest-neighbour upscaling, so the pixel size of small inputs stays v
 
 Example:
     >>> batches = [next(iter(loader)) for loader in loaders]  # doctest: +SKIP
-    >>> save_contact_sheet(batches, "runs/contact_sheet.png", mean=mean, std=std)  # doctest: +SKIP
+    >>> save_contact_sheet(batches, "runs/contact_sheet.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ _LABEL_W = 110
 _GAP = 6
 
 
-def _to_uint8(img: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> np.ndarray:
-    """``[3, S, S]`` normalised float -> ``[S, S, 3]`` uint8; per-image min-max when ``mean``/``std`` are None."""
-    x = img.detach().float().cpu()
-    if mean is not None and std is not None:
-        x = x * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
-    else:
-        x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-8)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """Loader pixels ``[3, S, S]`` (uint8, or float in [0, 1]) -> ``[S, S, 3]`` uint8."""
+    x = pixels.detach().cpu()
+    if x.dtype != torch.uint8:
+        x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
 
 
 def save_contact_sheet(
@@ -41,16 +39,14 @@ def save_contact_sheet(
     *,
     samples: int = 4,
     tile: int = 64,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
 ) -> Path:
     """Write a PNG showing, for each batch, ``samples`` samples x D views, labelled with size, b and D.
 
     Args:
-        batches: batches as yielded by the training loader (``images [b*D, 3, S, S]`` sample-major).
+        batches: batches as yielded by the training loader (pixels ``images [b*D, 3, S, S]`` sample-major,
+            shown as they are: the loader sends them before normalisation).
         path: output ``.png`` (parent folders are created; written atomically).
         samples: samples shown per batch. tile: display side of each view in pixels.
-        mean, std: the normalisation to undo; None rescales each image to its own min-max.
 
     Returns:
         The path written.
@@ -61,7 +57,7 @@ def save_contact_sheet(
     for b in batches:
         n = min(samples, b.batch_size)
         views = [
-            _to_uint8(b.images[i * b.duplicates + v], mean, std)
+            _to_uint8(b.images[i * b.duplicates + v])
             for i in range(n)
             for v in range(b.duplicates)
         ]

@@ -5,7 +5,9 @@ the B global dataset indices. :class:`MixSizeBatchSampler` turns a step into thi
 ``[(i0, S, 0), ..., (i0, S, D-1), (i1, S, 0), ...]`` (sample-major); :class:`SizedViewDataset` decodes each sample
 once and applies the size-S training transform D times (D independent augmentations, the "duplicates" of
 MixSize); :func:`mixsize_collate` stacks them into a :class:`Batch` of ``images [b*D, 3, S, S]`` where
-``b = B / world_size``. There is one DataLoader, one set of workers and no per-size copy of the dataset.
+``b = B / world_size``: the PIXELS (uint8 in ImageNet style), in channels_last memory, which the worker copies to
+its device and normalises there (:class:`~mixsize_ray.data.device_inputs.DeviceInputs`). There is one
+DataLoader, one set of workers and no per-size copy of the dataset.
 
 Steps are duck-typed: any object with ``size: int``, ``batch: int`` (global), ``duplicates: int``,
 ``indices: Sequence[int] | torch.Tensor`` (the ``batch`` global indices) and ``step: int``.
@@ -16,7 +18,7 @@ Also here: :class:`LoaderWorkers` (how a loader loads) and, for BN calibration, 
 Example:
     >>> loader = DataPreset("cifar", 64).train_loader(dataset, schedule)  # doctest: +SKIP
     >>> for batch in loader:  # doctest: +SKIP
-    ...     logits = model(batch.images)          # [b*D, num_classes], S = batch.size
+    ...     logits = model(inputs(batch.images))  # [b*D, num_classes], S = batch.size; inputs: DeviceInputs
     ...     loss = criterion(logits, batch.targets)
 """
 
@@ -173,7 +175,9 @@ class Batch(NamedTuple):
     tensors and keeps the type.
 
     Attributes:
-        images: float ``[b*D, 3, S, S]``, sample-major (the D views of a sample are consecutive).
+        images: pixels ``[b*D, 3, S, S]`` (uint8 in ImageNet style, float in [0, 1] in CIFAR style) in
+            channels_last memory (:func:`stack_pixels`), sample-major (the D views of a sample are consecutive);
+            :class:`~mixsize_ray.data.device_inputs.DeviceInputs` normalises them on the device.
         targets: int64 ``[b*D]``.
         size: S. duplicates: D.
     """
@@ -196,6 +200,25 @@ class Batch(NamedTuple):
         )
 
 
+def stack_pixels(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[3, S, S]`` images -> ``[N, 3, S, S]`` in channels_last memory (strides of ``[N, S, S, 3]``), one copy:
+    the layout a decoded image already has (``pil_to_tensor`` is a view of the HWC array), the one a
+    channels_last model reads, and the one a pinned host-to-device copy keeps.
+
+    Example:
+        >>> x = stack_pixels([torch.zeros(3, 4, 4, dtype=torch.uint8)] * 2)
+        >>> x.shape, x.is_contiguous(memory_format=torch.channels_last)
+        (torch.Size([2, 3, 4, 4]), True)
+    """
+    return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
+
+
+def collate_pixels(items: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image [3, S, S], label)`` items -> ``(pixels [N, 3, S, S] channels_last, targets [N] int64)``: the
+    evaluation loaders' collate (:func:`stack_pixels`)."""
+    return stack_pixels([it[0] for it in items]), torch.tensor([int(it[1]) for it in items], dtype=torch.int64)
+
+
 def mixsize_collate(items: Sequence[tuple[torch.Tensor, int, int]]) -> Batch:
     """Stack ``(image [3,S,S], label, view)`` items of one step into a :class:`Batch`.
 
@@ -216,7 +239,7 @@ def mixsize_collate(items: Sequence[tuple[torch.Tensor, int, int]]) -> Batch:
         raise ValueError(
             f"mixsize_collate: views must repeat 0..{dup - 1} sample by sample, got {views[:12]}..."
         )
-    stacked = torch.stack(images)
+    stacked = stack_pixels(images)
     targets = torch.tensor([int(it[1]) for it in items], dtype=torch.int64)
     return Batch(stacked, targets, int(stacked.shape[-1]), dup)
 

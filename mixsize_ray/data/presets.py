@@ -3,8 +3,11 @@
 :class:`DataPreset` says how images of one dataset become tensors at any size S (augmentation style, native
 side, normalisation) and builds the three loaders a run needs from it:
 
-* :meth:`DataPreset.train_loader` — the one mixed-size training loader (:func:`~mixsize_ray.data.loader.build_loader`);
-* :meth:`DataPreset.eval_loader` — sequential ``(images [b, 3, S, S], targets [b])`` with the evaluation transform;
+* :meth:`DataPreset.train_loader` — the one mixed-size training loader (:func:`~mixsize_ray.data.loader.build_loader`),
+  yielding pixels that the device normalises (:attr:`DataPreset.normalization`,
+  :class:`~mixsize_ray.data.device_inputs.DeviceInputs`);
+* :meth:`DataPreset.eval_loader` — sequential normalised ``(images [b, 3, S, S], targets [b])`` in this process
+  (what a run evaluates through: :class:`~mixsize_ray.data.eval_source.EvalSource`, pixels normalised on the device);
 * :meth:`DataPreset.calibration_source` — ``S -> [B, 3, S, S]`` training-augmented batches for BN calibration
   (:class:`CalibrationSource`), drawn by a :class:`~mixsize_ray.data.loader.CalibrationDraw`.
 
@@ -47,7 +50,7 @@ from mixsize_ray.data.loader import (
     TransformedDataset,
     build_loader,
 )
-from mixsize_ray.data.transforms import STYLES, SharedCrop, size_transform
+from mixsize_ray.data.transforms import STYLES, Normalization, SharedCrop, pixel_transform, size_transform
 from mixsize_ray.errors import ConfigError
 
 __all__ = ["DataPreset", "CalibrationSource"]
@@ -100,9 +103,25 @@ class DataPreset:
         """The transform at ``size``: :func:`~mixsize_ray.data.transforms.size_transform` with this preset."""
         return size_transform(self.style, size, self.native, train=train, mean=self.mean, std=self.std)
 
+    def pixels(self, size: int, *, train: bool) -> Callable[[Any], torch.Tensor]:
+        """The transform at ``size`` up to the pixels (:func:`~mixsize_ray.data.transforms.pixel_transform`):
+        :meth:`transform` is this then :attr:`normalization`."""
+        return pixel_transform(self.style, size, self.native, train=train)
+
+    @property
+    def normalization(self) -> Normalization:
+        """This preset's per-channel normalisation, applied to pixel batches on the device.
+
+        Example:
+            >>> DataPreset.for_dataset("shapes").normalization.mean
+            (0.5, 0.5, 0.5)
+        """
+        return Normalization.of(self.style, self.mean, self.std)
+
     def transforms(self, *, train: bool) -> Callable[[int], Callable[[Any], torch.Tensor]]:
-        """A picklable ``size -> transform`` factory (what :func:`~mixsize_ray.data.loader.build_loader` takes)."""
-        return functools.partial(self.transform, train=train)
+        """A picklable ``size -> pixel transform`` factory (what :func:`~mixsize_ray.data.loader.build_loader`
+        takes)."""
+        return functools.partial(self.pixels, train=train)
 
     def train_loader(
         self,
@@ -114,8 +133,9 @@ class DataPreset:
         workers: LoaderWorkers = IN_PROCESS,
         seed: int = 0,
     ) -> DataLoader:
-        """The mixed-size training loader: one :class:`~mixsize_ray.data.loader.Batch` ``images [b*D, 3, S, S]``
-        per step of ``steps_fn()`` on this rank; augmentation seeded per ``(seed, rank, epoch, step)``."""
+        """The mixed-size training loader: one :class:`~mixsize_ray.data.loader.Batch` of pixels ``images
+        [b*D, 3, S, S]`` (channels_last; :attr:`normalization` finishes them on the device) per step of
+        ``steps_fn()`` on this rank; augmentation seeded per ``(seed, rank, epoch, step)``."""
         sampler = MixSizeBatchSampler(steps_fn, rank=rank, world_size=world_size, seed=seed)
         return build_loader(dataset, self.transforms(train=True), sampler, workers)
 

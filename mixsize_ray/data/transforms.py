@@ -1,4 +1,4 @@
-"""Per-size transform presets: PIL image in, normalised float tensor ``[3, S, S]`` out.
+"""Per-size transform presets: PIL image in, pixels ``[3, S, S]`` (or normalised float) out.
 
 Two styles:
 
@@ -8,9 +8,13 @@ Two styles:
   ``int(8/7 * S)`` then center crop S (the official MixSize evaluation: convNet.pytorch ``preprocess.py``
   ``scale_size = scale_size or int(input_size * 8/7)``; 256 at 224, 36 at 32, 109 at 96, 182 at 160).
 
-:func:`size_transform` builds either; :class:`mixsize_ray.data.presets.DataPreset` holds a dataset's style,
-native side and normalisation and builds the loaders from it. The per-dataset normalisation constants are
-defined here, once.
+:func:`pixel_transform` builds either up to the pixels: uint8 ``[3, S, S]`` in ImageNet style (every operation
+runs on the decoded uint8 image), float in [0, 1] in CIFAR style (its resize runs on floats). The loaders send
+those pixels as they are and the device normalises them (:class:`Normalization`,
+:class:`mixsize_ray.data.device_inputs.DeviceInputs`): a quarter of the bytes in ImageNet style.
+:func:`size_transform` is the pixels followed by the same :class:`Normalization`, in one process, bit-identical.
+:class:`mixsize_ray.data.presets.DataPreset` holds a dataset's style, native side and normalisation and builds the
+loaders from it. The per-dataset normalisation constants are defined here, once.
 
 Example:
     >>> from PIL import Image
@@ -22,6 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -102,13 +107,60 @@ def _check(style: str, size: int) -> None:
         raise ConfigError("size", "an int >= 1 (pixels)", size)
 
 
-def _norm(style: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> v2.Normalize:
-    d_mean, d_std = _DEFAULT_NORM[style]
-    return v2.Normalize(list(mean if mean is not None else d_mean), list(std if std is not None else d_std))
+@dataclass(frozen=True)
+class Normalization:
+    """Pixels ``[..., 3, H, W]`` (uint8 in 0..255 or float in [0, 1], any device, any memory format) ->
+    float32 ``(x - mean) / std``: torchvision's ``to_dtype(float32, scale=True)`` then ``normalize``, the very
+    kernels :func:`size_transform` ends with, so normalising a batch on the device equals normalising each
+    image in the loader, bit for bit.
+
+    Example:
+        >>> n = Normalization.of("imagenet")
+        >>> x = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+        >>> n(x).shape, round(float(n(x)[0, 0, 0, 0]), 4)  # (1 - 0.485) / 0.229
+        (torch.Size([2, 3, 4, 4]), 2.2489)
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, style: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Normalization:
+        """``mean``/``std`` given, else the style's default (CIFAR-10's or ImageNet's)."""
+        d_mean, d_std = _DEFAULT_NORM[style]
+        return cls(tuple(float(v) for v in (mean if mean is not None else d_mean)),
+                   tuple(float(v) for v in (std if std is not None else d_std)))
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return TF.normalize(TF.to_dtype(pixels, torch.float32, scale=True), list(self.mean), list(self.std))
 
 
 def _to_float() -> list[Any]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+
+
+def pixel_transform(style: str, size: int, native: int | None = None, *, train: bool) -> Callable[[Any], torch.Tensor]:
+    """The transform of one size up to the pixels: PIL image in, ``[3, size, size]`` out, uint8 in ImageNet
+    style, float in [0, 1] in CIFAR style (whose resize runs on floats). :func:`size_transform` is this then
+    :class:`Normalization`; see it for the operations.
+
+    Example:
+        >>> from PIL import Image
+        >>> x = pixel_transform("imagenet", 56, train=False)(Image.new("RGB", (80, 64), (255, 0, 0)))
+        >>> x.shape, x.dtype, int(x[0, 0, 0])
+        (torch.Size([3, 56, 56]), torch.uint8, 255)
+    """
+    _check(style, size)
+    resize = v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+    if style == "cifar" and train:
+        ops = [PadRandomCrop(CIFAR_PADDING, native), v2.RandomHorizontalFlip(), *_to_float(), resize]
+    elif style == "cifar":
+        ops = [*_to_float(), resize]
+    elif train:  # RandomResizedCrop, decoding a lazy JPEG at reduced scale where the box allows
+        ops = [DraftRandomResizedCrop(size), v2.RandomHorizontalFlip(), v2.ToImage()]
+    else:  # Resize of the short side, decoding a lazy JPEG at reduced scale where the short side allows
+        ops = [DraftResize(eval_resize_side(size)), v2.CenterCrop(size), v2.ToImage()]
+    return v2.Compose([*ops, v2.ToPureTensor()])
 
 
 def size_transform(
@@ -143,17 +195,7 @@ def size_transform(
         >>> size_transform("imagenet", 56, train=False)(Image.new("RGB", (80, 64))).shape
         torch.Size([3, 56, 56])
     """
-    _check(style, size)
-    resize = v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)
-    if style == "cifar" and train:
-        ops = [PadRandomCrop(CIFAR_PADDING, native), v2.RandomHorizontalFlip(), *_to_float(), resize]
-    elif style == "cifar":
-        ops = [*_to_float(), resize]
-    elif train:  # RandomResizedCrop, decoding a lazy JPEG at reduced scale where the box allows
-        ops = [DraftRandomResizedCrop(size), v2.RandomHorizontalFlip(), *_to_float()]
-    else:  # Resize of the short side, decoding a lazy JPEG at reduced scale where the short side allows
-        ops = [DraftResize(eval_resize_side(size)), v2.CenterCrop(size), *_to_float()]
-    return v2.Compose([*ops, _norm(style, mean, std), v2.ToPureTensor()])
+    return v2.Compose([pixel_transform(style, size, native, train=train), Normalization.of(style, mean, std)])
 
 
 class SharedCrop:
@@ -184,7 +226,7 @@ class SharedCrop:
         for s in sizes:
             _check("imagenet", s)
         self.sizes = list(sizes)
-        self.finish = v2.Compose([*_to_float(), _norm("imagenet", mean, std), v2.ToPureTensor()])
+        self.finish = v2.Compose([*_to_float(), v2.ToPureTensor(), Normalization.of("imagenet", mean, std)])
 
     def __call__(self, img: Any) -> list[torch.Tensor]:
         from torchvision.transforms import RandomResizedCrop
@@ -202,25 +244,25 @@ class SharedCrop:
 
 
 class EvalViews:
-    """The evaluation transform at several sizes from ONE decoded image: image in, one normalised float tensor
-    ``[3, S, S]`` per size of ``sizes`` out (a list, in ``sizes`` order), each bit-identical to
-    :func:`size_transform` ``(style, S, native, train=False)``'s. A size sweep reads the evaluation split once
-    through it (:meth:`mixsize_ray.data.eval_source.EvalSource.together`) instead of once per size. A lazy
-    JPEG is decoded once per distinct reduced scale among the sizes (the decodes are cached on the image,
-    :func:`mixsize_ray.data.jpeg_draft.decode`), each size still bit-identical to its own transform.
+    """The evaluation pixels at several sizes from ONE decoded image: image in, one ``[3, S, S]`` pixel tensor
+    per size of ``sizes`` out (a list, in ``sizes`` order), each bit-identical to :func:`pixel_transform`
+    ``(style, S, native, train=False)``'s (normalised: :func:`size_transform`'s). A size sweep reads the
+    evaluation split once through it (:meth:`mixsize_ray.data.eval_source.EvalSource.together`) instead of
+    once per size. A lazy JPEG is decoded once per distinct reduced scale among the sizes (the decodes are
+    cached on the image, :func:`mixsize_ray.data.jpeg_draft.decode`), each size still bit-identical to its
+    own transform.
 
     Example:
         >>> from PIL import Image
         >>> img = Image.new("RGB", (80, 64), (200, 30, 90))
         >>> views = EvalViews("imagenet", [16, 32])(img)
-        >>> [x.shape[-1] for x in views], torch.equal(views[1], size_transform("imagenet", 32, train=False)(img))
+        >>> [x.shape[-1] for x in views], torch.equal(views[1], pixel_transform("imagenet", 32, train=False)(img))
         ([16, 32], True)
     """
 
-    def __init__(self, style: str, sizes: Sequence[int], native: int | None = None,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(self, style: str, sizes: Sequence[int], native: int | None = None) -> None:
         self.sizes = list(sizes)
-        self.per_size = [size_transform(style, s, native, train=False, mean=mean, std=std) for s in self.sizes]
+        self.per_size = [pixel_transform(style, s, native, train=False) for s in self.sizes]
 
     def __call__(self, img: Any) -> list[torch.Tensor]:
         return [t(img) for t in self.per_size]

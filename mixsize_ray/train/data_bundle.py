@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from mixsize_ray.config import Config
 from mixsize_ray.data import datasets as ds
+from mixsize_ray.data.device_inputs import DeviceInputs
 from mixsize_ray.data.eval_source import EvalSource
 from mixsize_ray.data.loader import CalibrationDraw, LoaderWorkers, StepLike
 from mixsize_ray.data.presets import CalibrationSource, DataPreset
@@ -89,14 +90,20 @@ class DataBundle:
         ``train.eval_batch_size``)."""
         return self.preset.eval_loader(self.test_set, size, batch_size or self.cfg.train.eval_batch_size)
 
-    def eval_source(self, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> EvalSource:
+    def device_inputs(self, device: torch.device | str = "cpu", channels_last: bool = False) -> DeviceInputs:
+        """Loader pixels -> this dataset's normalised inputs on ``device``
+        (:class:`~mixsize_ray.data.device_inputs.DeviceInputs`)."""
+        return DeviceInputs(self.preset.normalization, torch.device(device), channels_last)
+
+    def eval_source(self, rank: int = 0, world_size: int = 1, inputs: DeviceInputs | None = None) -> EvalSource:
         """This rank's shard of the test split (``range(rank, n, world_size)``), loaded by ``data.num_workers``
-        workers: ``source(S)`` per size, ``source.together(sizes)`` in one pass
-        (:class:`~mixsize_ray.data.eval_source.EvalSource`). Every rank of a run evaluates its shard and the
-        counts are summed, so each image counts once."""
-        workers = LoaderWorkers(self.cfg.data.num_workers, pin_memory=pin_memory)
+        workers (pinned for a CUDA ``inputs``), normalised by ``inputs`` (default: on the CPU): ``source(S)``
+        per size, ``source.together(sizes)`` in one pass (:class:`~mixsize_ray.data.eval_source.EvalSource`).
+        Every rank of a run evaluates its shard and the counts are summed, so each image counts once."""
+        inputs = inputs if inputs is not None else self.device_inputs()
+        workers = LoaderWorkers(self.cfg.data.num_workers, pin_memory=inputs.pin_memory)
         return EvalSource(self.preset, self.test_set, self.cfg.train.eval_batch_size, rank=rank,
-                          world_size=world_size, workers=workers)
+                          world_size=world_size, workers=workers, inputs=inputs)
 
     def calibration_draw(self, rank: int = 0) -> CalibrationDraw:
         """THE calibration rule: ``train.calibrate_batches`` batches of ``min(regime.base_batch, 256)`` images,

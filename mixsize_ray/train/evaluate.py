@@ -93,7 +93,7 @@ def _sweep(job: Evaluation, cfg: Config, device: str | torch.device) -> SweepRes
     plan = SweepPlan(size_list, calibration=lambda s: data.calibration_source(s, rank=0), calibration_batches=n,
                      min_size=min_size, metadata=_metadata(cfg, checkpoint))
     with precision.autocast(device):
-        return size_sweep(model, plan, data.eval_source(pin_memory=device.type == "cuda"), cache=cache,
+        return size_sweep(model, plan, data.eval_source(inputs=data.device_inputs(device, precision.channels_last)), cache=cache,
                           device=device, progress=progress)
 
 

@@ -133,6 +133,7 @@ class TrainingLoop:
         self.channels_last = self.precision.channels_last
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        self.inputs = self.data.device_inputs(self.device, self.channels_last)  # loader pixels -> model inputs
         self.model = wrap_model(model) if wrap_model else model
         if cfg.train.compile:
             self.model = torch.compile(self.model, dynamic=True)
@@ -251,10 +252,8 @@ class TrainingLoop:
             t_got = time.perf_counter()
             x, y, size, dup = batch.images, batch.targets, batch.size, batch.duplicates
             global_batch = x.shape[0] // dup * self.world_size
-            x = x.to(self.device, non_blocking=True)
+            x = self.inputs(x)  # uint8 pixels (ImageNet style) copied, then normalised on the device
             y = y.to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             shapes.append((int(x.shape[-1]), int(x.shape[0])))
             lr = self.lr_schedule.apply(self.optimizer, self.global_step, global_batch)
             with self._autocast():
@@ -383,9 +382,9 @@ class TrainingLoop:
         return float(res["top1"])
 
     def eval_source(self):
-        """This rank's shard of the test split, loaded by ``data.num_workers`` workers (pinned on a GPU):
-        :class:`~mixsize_ray.data.eval_source.EvalSource`."""
-        return self.data.eval_source(self.rank, self.world_size, pin_memory=self.device.type == "cuda")
+        """This rank's shard of the test split, loaded by ``data.num_workers`` workers (pinned on a GPU) and
+        normalised on the device: :class:`~mixsize_ray.data.eval_source.EvalSource`."""
+        return self.data.eval_source(self.rank, self.world_size, inputs=self.inputs)
 
     def sweep_sizes(self) -> list[int]:
         from mixsize_ray.core.evaluation import default_sizes

@@ -25,4 +25,4 @@ def write_loader_preview(cfg: Config, path: str | Path, max_steps: int = 200) ->
         if len(first) == len(table.entries) or k + 1 >= max_steps:
             break
     batches = [first[s] for s in sorted(first)]
-    return save_contact_sheet(batches, path, mean=data.mean, std=data.std)
+    return save_contact_sheet(batches, path)

@@ -12,7 +12,7 @@ from mixsize_ray.data.datasets import build_dataset
 from mixsize_ray.data.eval_source import EvalSource, together_batch_size
 from mixsize_ray.data.loader import LoaderWorkers
 from mixsize_ray.data.presets import DataPreset
-from mixsize_ray.data.transforms import EvalViews, size_transform
+from mixsize_ray.data.transforms import EvalViews, Normalization, pixel_transform, size_transform
 from mixsize_ray.errors import ConfigError
 
 
@@ -29,9 +29,24 @@ def photos():
 def test_views_equal_the_per_size_transform_bit_for_bit(photos, style):
     sizes = [32, 56, 96]
     views = EvalViews(style, sizes)
+    norm = Normalization.of(style)
     for img, _ in photos[:5]:
         for s, x in zip(sizes, views(img), strict=True):
-            assert torch.equal(x, size_transform(style, s, train=False)(img))
+            assert torch.equal(x, pixel_transform(style, s, train=False)(img))
+            assert torch.equal(norm(x), size_transform(style, s, train=False)(img))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_device_normalised_batches_equal_the_per_image_transform(photos, workers):
+    """The loader sends uint8 channels_last pixels (a quarter of float32's bytes); what comes out of the
+    source, normalised where the model runs, is bit-identical to the per-image normalised transform."""
+    preset = DataPreset("imagenet", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    source = EvalSource(preset, photos, batch_size=4, workers=LoaderWorkers(workers))
+    pixels, _ = next(iter(source._loader(preset.pixels(48, train=False), 4)))
+    assert pixels.dtype == torch.uint8 and pixels.is_contiguous(memory_format=torch.channels_last)
+    ours = torch.cat([x for x, _ in source(48)])
+    host = torch.cat([x for x, _ in preset.eval_loader(photos, 48, batch_size=4)])
+    assert ours.dtype == torch.float32 and ours.is_contiguous() and torch.equal(ours, host)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

@@ -32,7 +32,13 @@ from mixsize_ray.data.jpeg_draft import (
 )
 from mixsize_ray.data.loader import LoaderWorkers
 from mixsize_ray.data.presets import DataPreset
-from mixsize_ray.data.transforms import EvalViews, SharedCrop, eval_resize_side, size_transform
+from mixsize_ray.data.transforms import (
+    EvalViews,
+    SharedCrop,
+    eval_resize_side,
+    pixel_transform,
+    size_transform,
+)
 
 MEAN_ABS_BOUND = 3 / 255  # per output, where a reduced decode is used
 MAX_ABS_BOUND = 24 / 255
@@ -256,9 +262,9 @@ def test_shared_crop_decodes_once_at_the_largest_sizes_scale(jpegs):
 def test_eval_views_stay_bit_identical_and_decode_once_per_scale(jpegs):
     sizes = [32, 64, 96, 128, 160, 224]
     lazy = open_image(jpegs[2000, 1500])
-    views = EvalViews("imagenet", sizes, **IDENT)(lazy)
+    views = EvalViews("imagenet", sizes)(lazy)
     for s, x in zip(sizes, views, strict=True):
-        assert torch.equal(x, size_transform("imagenet", s, train=False, **IDENT)(open_image(jpegs[2000, 1500])))
+        assert torch.equal(x, pixel_transform("imagenet", s, train=False)(open_image(jpegs[2000, 1500])))
     want = {coarsest_scale((2000, 1500), resized_short_side(2000, 1500, eval_resize_side(s))) for s in sizes}
     assert set(decoded_scales(lazy)) == want == {4, 8}
 
