@@ -19,8 +19,8 @@ Example:
 from __future__ import annotations
 
 import json
-from statistics import median
 from dataclasses import asdict, dataclass
+from statistics import median
 
 from benchmarks.common import RESULTS
 from benchmarks.figure import Figure
