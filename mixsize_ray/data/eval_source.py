@@ -100,8 +100,13 @@ class EvalSource:
                           collate_fn=collate, num_workers=self.workers.num_workers,
                           pin_memory=self.workers.pin_memory)
 
+    def pixels(self, size: int) -> DataLoader:
+        """The host side of :meth:`__call__`: ``(pixels [b, 3, S, S] channels_last, targets [b])`` batches as the
+        loader workers deliver them (pinned on a GPU), before they cross to the device."""
+        return self._loader(self.preset.pixels(size, train=False), self.batch_size)
+
     def __call__(self, size: int) -> OnDevice:
-        return OnDevice(self._loader(self.preset.pixels(size, train=False), self.batch_size), self.inputs)
+        return OnDevice(self.pixels(size), self.inputs)
 
     def together(self, sizes: Sequence[int]) -> Iterator[tuple[dict[int, torch.Tensor], torch.Tensor]]:
         """One pass over the shard for every size: per batch ``({S: images [b, 3, S, S]}, targets [b])``,

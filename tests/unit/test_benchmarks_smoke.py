@@ -184,6 +184,7 @@ def test_p7_is_the_floor_time_over_the_validation_loader_time():
     assert f.key == "P7" and f.target == 0.8 and f.at_least and d["images"] == 16
     assert f.values == pytest.approx([a / b for a, b in zip(d["loader_images_per_s"], d["floor_images_per_s"],
                                                             strict=True)])
+    assert len(d["cpu_normalised_images_per_s"]) == 2  # the device side on this CPU, recorded beside
 
 
 def test_p8_is_one_pass_over_the_per_size_passes():

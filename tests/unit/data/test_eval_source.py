@@ -42,7 +42,7 @@ def test_device_normalised_batches_equal_the_per_image_transform(photos, workers
     source, normalised where the model runs, is bit-identical to the per-image normalised transform."""
     preset = DataPreset("imagenet", mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
     source = EvalSource(preset, photos, batch_size=4, workers=LoaderWorkers(workers))
-    pixels, _ = next(iter(source._loader(preset.pixels(48, train=False), 4)))
+    pixels, _ = next(iter(source.pixels(48)))
     assert pixels.dtype == torch.uint8 and pixels.is_contiguous(memory_format=torch.channels_last)
     ours = torch.cat([x for x, _ in source(48)])
     host = torch.cat([x for x, _ in preset.eval_loader(photos, 48, batch_size=4)])
